@@ -1,0 +1,36 @@
+"""transforms: automatic differentiation as JAX-style function transforms, with its own engine."""
+
+from . import rules as _rules  # noqa: F401  (registers every differentiation rule)
+from .api import (
+    grad,
+    hessian,
+    hvp,
+    jacfwd,
+    jacobian,
+    jacrev,
+    jvp,
+    linear_transpose,
+    linearize,
+    value_and_grad,
+    vjp,
+)
+from .engine import clear_caches
+from .errors import TracedControlFlowError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TracedControlFlowError",
+    "clear_caches",
+    "grad",
+    "hessian",
+    "hvp",
+    "jacfwd",
+    "jacobian",
+    "jacrev",
+    "jvp",
+    "linear_transpose",
+    "linearize",
+    "value_and_grad",
+    "vjp",
+]

@@ -1,0 +1,780 @@
+"""The functional API: JAX's signatures, our engine.
+
+Each function flattens its pytree arguments, traces the user's function into a closed jaxpr
+(`tracing.trace_flat`) and hands flat lists of arrays to `engine`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from functools import partial, wraps
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import dtypes, tree_util
+
+from . import engine
+from .tracing import shape_dtype, trace_flat
+from .zeros import Zero, instantiate, tangent_aval, tangent_dtype, zeros_like_aval
+
+__all__ = [
+    "grad",
+    "value_and_grad",
+    "jvp",
+    "vjp",
+    "linearize",
+    "linear_transpose",
+    "jacfwd",
+    "jacrev",
+    "jacobian",
+    "hessian",
+    "hvp",
+]
+
+
+# --- argument handling ----------------------------------------------------------------------------
+
+
+def _check_arg(x, what: str = "Argument"):
+    if isinstance(x, jax.Array | np.ndarray | np.generic | bool | int | float | complex):
+        return
+    if isinstance(x, jax.core.Tracer) or hasattr(x, "__jax_array__"):
+        return
+    raise TypeError(f"{what} {x!r} of type {type(x)} is not a valid JAX type.")
+
+
+def _flatten_args(args, what="Argument"):
+    flat, tree = tree_util.tree_flatten(args)
+    for x in flat:
+        _check_arg(x, what)
+    return flat, tree
+
+
+def _avals(flat):
+    return [shape_dtype(x) for x in flat]
+
+
+def _trace(fun, args, has_aux: bool, api_name: str):
+    """Trace `fun(*args)`; returns (closed jaxpr, flat args, out tree, aux tree or None).
+
+    With `has_aux`, the flat outputs are the main output's leaves followed by aux's leaves.
+    """
+    flat, in_tree = _flatten_args(args)
+    if has_aux:
+
+        def fun_aux(*a):
+            res = fun(*a)
+            if not (isinstance(res, tuple | list) and len(res) == 2):
+                raise TypeError(
+                    f"{api_name} with has_aux=True expects the function to return a pair "
+                    f"(output, auxiliary_data), but it returned {_describe(res)}."
+                )
+            return tuple(res)
+
+        closed, tree = trace_flat(fun_aux, in_tree, _avals(flat))
+        out_tree, aux_tree = tree.children()
+    else:
+        closed, out_tree = trace_flat(fun, in_tree, _avals(flat))
+        aux_tree = None
+    return closed, flat, out_tree, aux_tree
+
+
+def _describe(x):
+    if isinstance(x, tuple | list):
+        return f"a {type(x).__name__} of length {len(x)}"
+    return f"a value of type {type(x).__name__}"
+
+
+def _split_aux(flat_outs, out_tree, aux_tree):
+    n = out_tree.num_leaves
+    out = tree_util.tree_unflatten(out_tree, flat_outs[:n])
+    if aux_tree is None:
+        return out, None
+    return out, tree_util.tree_unflatten(aux_tree, flat_outs[n:])
+
+
+def _norm_argnums(argnums, api_name):
+    if isinstance(argnums, int | np.integer) and not isinstance(argnums, bool):
+        return (int(argnums),)
+    if isinstance(argnums, Sequence) and all(
+        isinstance(a, int | np.integer) and not isinstance(a, bool) for a in argnums
+    ):
+        if len(argnums) == 0:
+            raise ValueError(f"{api_name}: argnums must be non-empty.")
+        return tuple(int(a) for a in argnums)
+    raise TypeError(
+        f"{api_name}: argnums must be an int or a tuple of ints, got {argnums!r} "
+        f"of type {type(argnums).__name__}."
+    )
+
+
+def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
+    n = len(args)
+    for a in argnums:
+        if not -n <= a < n:
+            raise TypeError(
+                f"{api_name}: differentiating with respect to argnums={argnums} requires at "
+                f"least {max(argnums) + 1} positional arguments to be passed by the caller, "
+                f"but got only {n} positional arguments."
+            )
+    argnums = tuple(a % n for a in argnums)
+    dyn = tuple(args[i] for i in argnums)
+
+    def f_partial(*dyn_args):
+        full = list(args)
+        for i, x in zip(argnums, dyn_args, strict=True):
+            full[i] = x
+        return fun(*full)
+
+    return f_partial, dyn
+
+
+def _dtype(x):
+    return np.dtype(x.dtype) if hasattr(x, "dtype") else jax.typeof(x).dtype
+
+
+def _check_input_dtype_grad(api_name, holomorphic, allow_int, x):
+    dt = _dtype(x)
+    if holomorphic:
+        if not dtypes.issubdtype(dt, np.complexfloating):
+            raise TypeError(
+                f"{api_name} with holomorphic=True requires inputs with complex dtype, "
+                f"but got {dt.name}."
+            )
+    if dtypes.issubdtype(dt, np.integer) or dtypes.issubdtype(dt, np.bool_):
+        if not allow_int:
+            raise TypeError(
+                f"{api_name} requires real- or complex-valued inputs (input dtype that is a "
+                f"sub-dtype of np.inexact), but got {dt.name}. If you want to use Boolean- or "
+                "integer-valued inputs, use vjp or set allow_int to True."
+            )
+    elif not dtypes.issubdtype(dt, np.inexact):
+        raise TypeError(
+            f"{api_name} requires numerical-valued inputs (input dtype that is a sub-dtype of "
+            f"np.bool_ or np.number), but got {dt.name}."
+        )
+
+
+def _check_output_grad(api_name, holomorphic, aval):
+    if aval.shape != ():
+        raise TypeError(
+            f"Gradient only defined for scalar-output functions. Output had shape: {aval.shape}."
+        )
+    dt = aval.dtype
+    if holomorphic:
+        if not dtypes.issubdtype(dt, np.complexfloating):
+            raise TypeError(
+                f"{api_name} with holomorphic=True requires outputs with complex dtype, "
+                f"but got {dt.name}."
+            )
+    elif dtypes.issubdtype(dt, np.complexfloating):
+        raise TypeError(
+            f"{api_name} requires real-valued outputs (output dtype that is a sub-dtype of "
+            f"np.floating), but got {dt.name}. For holomorphic differentiation, pass "
+            "holomorphic=True. For differentiation of non-holomorphic functions involving "
+            "complex outputs, use transforms.vjp directly."
+        )
+    elif not dtypes.issubdtype(dt, np.floating):
+        raise TypeError(
+            f"{api_name} requires real-valued outputs (output dtype that is a sub-dtype of "
+            f"np.floating), but got {dt.name}. For differentiation of functions with integer "
+            "outputs, use transforms.vjp directly."
+        )
+
+
+def _is_differentiable(x) -> bool:
+    return dtypes.issubdtype(_dtype(x), np.inexact)
+
+
+def _float0_zeros(x):
+    return np.zeros(np.shape(x), dtypes.float0)
+
+
+def _materialize_ct(ct, x):
+    """A cotangent at the API boundary: zeros of the right type for symbolic zeros."""
+    if type(ct) is Zero:
+        return zeros_like_aval(ct.aval)
+    return ct
+
+
+# --- forward mode ---------------------------------------------------------------------------------
+
+
+def _check_tangent(p, t, api_name="jvp"):
+    p_dtype = _dtype(p)
+    expected = tangent_dtype(p_dtype)
+    t_dtype = _dtype(t)
+    if t_dtype != expected:
+        raise TypeError(
+            f"primal and tangent arguments to {api_name} do not match; dtypes must be equal, or "
+            "in case of int/bool primal dtype the tangent dtype must be float0. "
+            f"Got primal dtype {p_dtype.name} and so expected tangent dtype {expected.name}, "
+            f"but got tangent dtype {t_dtype.name} instead."
+        )
+    if np.shape(p) != np.shape(t):
+        raise ValueError(
+            f"{api_name} called with different primal and tangent shapes; "
+            f"Got primal shape {np.shape(p)} and tangent shape as {np.shape(t)}."
+        )
+
+
+def jvp(fun: Callable, primals, tangents, has_aux: bool = False):
+    """Forward-mode derivative: evaluate `fun` and its Jacobian-vector product.
+
+    Args:
+      fun: function of `len(primals)` positional arguments, returning a pytree of arrays.
+      primals: tuple or list of the point to differentiate at.
+      tangents: tuple or list of the same structure, dtypes and shapes: the input direction.
+      has_aux: `fun` returns `(output, aux)`; aux is returned undifferentiated.
+
+    Returns:
+      `(primals_out, tangents_out)`, or `(primals_out, tangents_out, aux)` with `has_aux`.
+
+    Example:
+      >>> y, y_dot = transforms.jvp(jnp.sin, (0.0,), (1.0,))
+      >>> float(y_dot)
+      1.0
+    """
+    if not isinstance(primals, tuple | list) or not isinstance(tangents, tuple | list):
+        raise TypeError(
+            "primal and tangent arguments to jvp must be tuples or lists; found "
+            f"{type(primals).__name__} and {type(tangents).__name__}."
+        )
+    p_flat, p_tree = _flatten_args(tuple(primals), "Primal")
+    t_flat, t_tree = tree_util.tree_flatten(tuple(tangents))
+    if p_tree != t_tree:
+        raise TypeError(
+            "primal and tangent arguments to jvp must have the same tree structure; primals "
+            f"have tree structure {p_tree} whereas tangents have tree structure {t_tree}."
+        )
+    for p, t in zip(p_flat, t_flat, strict=True):
+        _check_tangent(p, t)
+    closed, p_flat, out_tree, aux_tree = _trace(fun, tuple(primals), has_aux, "jvp")
+    tangents_in = [
+        Zero(tangent_aval(jax.typeof(p))) if _dtype(t) == dtypes.float0 else t
+        for p, t in zip(p_flat, t_flat, strict=True)
+    ]
+    outs, outs_dot = engine.jvp_flat(closed, p_flat, tangents_in)
+    n = out_tree.num_leaves
+    out = tree_util.tree_unflatten(out_tree, outs[:n])
+    out_dot = tree_util.tree_unflatten(out_tree, [instantiate(t) for t in outs_dot[:n]])
+    if has_aux:
+        return out, out_dot, tree_util.tree_unflatten(aux_tree, outs[n:])
+    return out, out_dot
+
+
+def linearize(fun: Callable, *primals, has_aux: bool = False):
+    """Evaluate `fun` and return its linear approximation (the JVP with the primal part done).
+
+    Returns `(primals_out, f_jvp)` or `(primals_out, f_jvp, aux)`, where `f_jvp(*tangents)`
+    evaluates only the linear (tangent) program, using residuals stored by the primal pass.
+
+    Example:
+      >>> y, f_jvp = transforms.linearize(jnp.sin, 0.0)
+      >>> float(f_jvp(2.0))
+      2.0
+    """
+    closed, p_flat, out_tree, aux_tree = _trace(fun, primals, has_aux, "linearize")
+    nonzeros = tuple(_is_differentiable(p) for p in p_flat)
+    outs, residuals, lin = engine.linearize_flat(closed, p_flat, nonzeros)
+    n = out_tree.num_leaves
+    in_tree = tree_util.tree_structure(primals)
+    out_avals = [jax.typeof(o) for o in outs[:n]]
+
+    def f_jvp(*tangents):
+        t_flat, t_tree = tree_util.tree_flatten(tangents)
+        if t_tree != in_tree:
+            raise TypeError(
+                f"linearized function called on tangent values inconsistent with the original "
+                f"primal values: expected tree structure {in_tree}, got {t_tree}."
+            )
+        for p, t in zip(p_flat, t_flat, strict=True):
+            _check_tangent(p, t, "linearized function")
+        nz = [t for t, keep in zip(t_flat, nonzeros, strict=True) if keep]
+        outs_dot = engine.apply_linear(lin, residuals, nz)[:n]
+        outs_dot = [
+            zeros_like_aval(tangent_aval(a)) if t is None else t
+            for t, a in zip(outs_dot, out_avals, strict=True)
+        ]
+        return tree_util.tree_unflatten(out_tree, outs_dot)
+
+    out = tree_util.tree_unflatten(out_tree, outs[:n])
+    if has_aux:
+        return out, f_jvp, tree_util.tree_unflatten(aux_tree, outs[n:])
+    return out, f_jvp
+
+
+# --- reverse mode ---------------------------------------------------------------------------------
+
+
+def _check_cotangents(ct_flat, out_avals):
+    for ct, aval in zip(ct_flat, out_avals, strict=True):
+        expected = tangent_dtype(aval.dtype)
+        ct_dtype = _dtype(ct)
+        if np.shape(ct) != aval.shape:
+            raise ValueError(
+                f"Shape of cotangent input to vjp pullback function {np.shape(ct)} must be the "
+                f"same as the shape of corresponding primal output {aval.shape}."
+            )
+        if ct_dtype != expected and not (
+            expected == dtypes.float0 and ct_dtype == dtypes.float0
+        ):
+            raise TypeError(
+                f"Type of cotangent input to vjp pullback function ({ct_dtype.name}) is not the "
+                f"expected tangent type ({expected.name}) of corresponding primal output with "
+                f"dtype {aval.dtype.name}."
+            )
+
+
+def vjp(fun: Callable, *primals, has_aux: bool = False):
+    """Reverse-mode derivative: evaluate `fun` and return its vector-Jacobian product function.
+
+    Returns `(primals_out, vjp_fn)` or `(primals_out, vjp_fn, aux)`. `vjp_fn(cotangent)` takes
+    a cotangent with the structure of `primals_out` and returns a tuple of cotangents, one per
+    primal (float0 zeros for integer primals).
+
+    Example:
+      >>> y, f_vjp = transforms.vjp(jnp.sin, 0.0)
+      >>> f_vjp(1.0)
+      (Array(1., dtype=float32, weak_type=True),)
+    """
+    closed, p_flat, out_tree, aux_tree = _trace(fun, primals, has_aux, "vjp")
+    nonzeros = tuple(_is_differentiable(p) for p in p_flat)
+    outs, residuals, lin = engine.linearize_flat(closed, p_flat, nonzeros)
+    n = out_tree.num_leaves
+    in_tree = tree_util.tree_structure(primals)
+    out_avals = [jax.typeof(o) for o in outs[:n]]
+    n_aux = len(outs) - n
+
+    def vjp_fn(ct):
+        ct_flat, ct_tree = tree_util.tree_flatten(ct)
+        if ct_tree != out_tree:
+            raise TypeError(
+                "Tree structure of cotangent input to vjp pullback function, "
+                f"{ct_tree}, does not match structure of primal output, {out_tree}."
+            )
+        _check_cotangents(ct_flat, out_avals)
+        seeds = [None if _dtype(c) == dtypes.float0 else c for c in ct_flat] + [None] * n_aux
+        cts_nz = iter(engine.transpose_linear(lin, residuals, seeds))
+        cts = [
+            _materialize_ct(next(cts_nz), p) if nz else _float0_zeros(p)
+            for p, nz in zip(p_flat, nonzeros, strict=True)
+        ]
+        return tree_util.tree_unflatten(in_tree, cts)
+
+    out = tree_util.tree_unflatten(out_tree, outs[:n])
+    if has_aux:
+        return out, vjp_fn, tree_util.tree_unflatten(aux_tree, outs[n:])
+    return out, vjp_fn
+
+
+def value_and_grad(
+    fun: Callable,
+    argnums: int | Sequence[int] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+):
+    """Create a function that evaluates `fun` and its gradient.
+
+    Args:
+      fun: function whose output (the first element of the pair with `has_aux`) is a real scalar
+        (complex with `holomorphic=True`).
+      argnums: which positional argument(s) to differentiate with respect to.
+      has_aux: `fun` returns `(output, aux)`.
+      holomorphic: `fun` is holomorphic in complex inputs.
+      allow_int: allow integer inputs; their gradients are float0 zeros.
+
+    Returns:
+      A function returning `(value, gradient)` or `((value, aux), gradient)`; the gradient has
+      the structure of the argument (a tuple of them for tuple `argnums`).
+
+    Example:
+      >>> transforms.value_and_grad(lambda x: x**2)(3.0)
+      (Array(9., dtype=float32, weak_type=True), Array(6., dtype=float32, weak_type=True))
+    """
+    argnums_t = _norm_argnums(argnums, "value_and_grad")
+    api_name = "grad"
+
+    @wraps(fun)
+    def value_and_grad_f(*args, **kwargs):
+        f = partial(fun, **kwargs) if kwargs else fun
+        f_partial, dyn = _argnums_partial(f, args, argnums_t, api_name)
+        dyn_flat, _ = _flatten_args(dyn)
+        for x in dyn_flat:
+            _check_input_dtype_grad(api_name, holomorphic, allow_int, x)
+        closed, p_flat, out_tree, aux_tree = _trace(f_partial, dyn, has_aux, api_name)
+        if out_tree.num_leaves != 1 or tree_util.treedef_is_leaf(out_tree) is False:
+            shapes = [v.aval.shape for v in closed.jaxpr.outvars[: out_tree.num_leaves]]
+            raise TypeError(
+                "Gradient only defined for scalar-output functions. Output was a "
+                f"{out_tree} with leaf shapes {shapes}."
+            )
+        out_aval = closed.jaxpr.outvars[0].aval
+        _check_output_grad(api_name, holomorphic, out_aval)
+        nonzeros = tuple(_is_differentiable(p) for p in p_flat)
+        n_aux = len(closed.jaxpr.outvars) - 1
+        one = jnp.ones((), out_aval.dtype)
+        outs, cts = engine.value_and_grad_flat(closed, p_flat, nonzeros, [one] + [None] * n_aux)
+        cts = iter(cts)
+        grads = [
+            _materialize_ct(next(cts), p) if nz else _float0_zeros(p)
+            for p, nz in zip(p_flat, nonzeros, strict=True)
+        ]
+        g = tree_util.tree_unflatten(tree_util.tree_structure(dyn), grads)
+        if isinstance(argnums, int | np.integer):
+            g = g[0]
+        value = outs[0]
+        if has_aux:
+            return (value, tree_util.tree_unflatten(aux_tree, outs[1:])), g
+        return value, g
+
+    return value_and_grad_f
+
+
+def grad(
+    fun: Callable,
+    argnums: int | Sequence[int] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+):
+    """Create a function that evaluates the gradient of `fun`.
+
+    Same arguments as `value_and_grad`; returns only the gradient (and aux with `has_aux`).
+
+    Example:
+      >>> transforms.grad(jnp.sin)(0.0)
+      Array(1., dtype=float32, weak_type=True)
+    """
+    vg = value_and_grad(fun, argnums, has_aux, holomorphic, allow_int)
+
+    @wraps(fun)
+    def grad_f(*args, **kwargs):
+        if has_aux:
+            (_, aux), g = vg(*args, **kwargs)
+            return g, aux
+        return vg(*args, **kwargs)[1]
+
+    return grad_f
+
+
+def linear_transpose(fun: Callable, *primals, reduce_axes=()):
+    """Transpose a linear function: returns `f_transpose(cotangent) -> tuple of cotangents`.
+
+    `primals` give the input shapes and dtypes (values are not used). `fun` must be linear in
+    its inputs; a non-linear operation on an input raises NotImplementedError naming it.
+
+    Example:
+      >>> f_t = transforms.linear_transpose(lambda x: 2.0 * x, 1.0)
+      >>> f_t(1.0)
+      (Array(2., dtype=float32, weak_type=True),)
+    """
+    del reduce_axes
+    flat, in_tree = _flatten_args(primals)
+    for x in flat:
+        if not _is_differentiable(x):
+            raise TypeError(
+                f"linear_transpose only supports [float or complex] -> [float or complex], and "
+                f"integer -> integer functions, but got {_dtype(x).name} input."
+            )
+    closed, out_tree = trace_flat(fun, in_tree, _avals(flat))
+    from .partial_eval import partial_eval
+    from .interpreter import eval_jaxpr
+    from .transpose import backward_pass
+
+    split = partial_eval(closed, [True] * len(flat))
+    n_known_out = sum(not u for u in split.out_unknowns)
+    out_avals = [v.aval for v in closed.jaxpr.outvars]
+
+    def transpose_fn(out_ct):
+        ct_flat, ct_tree = tree_util.tree_flatten(out_ct)
+        if ct_tree != out_tree:
+            raise TypeError(
+                "cotangent tree does not match function output, expected "
+                f"{out_tree} but got {ct_tree}"
+            )
+        _check_cotangents(ct_flat, out_avals)
+        known = split.known
+        res = eval_jaxpr(known.jaxpr, known.consts)[n_known_out:]
+        cts = [c for c, u in zip(ct_flat, split.out_unknowns, strict=True) if u]
+        mask = [False] * split.num_residuals + [True] * len(flat)
+        cts_in = backward_pass(split.linear, [], res, mask, cts)
+        return tree_util.tree_unflatten(
+            in_tree, [_materialize_ct(c, x) for c, x in zip(cts_in, flat, strict=True)]
+        )
+
+    return transpose_fn
+
+
+# --- Jacobians and Hessians -----------------------------------------------------------------------
+
+
+def _std_basis(flat):
+    """Rows of the identity in the flattened space of `flat`, as one array per leaf."""
+    sizes = [int(np.prod(np.shape(x))) for x in flat]
+    total = sum(sizes)
+    dtype = jnp.result_type(*flat) if flat else jnp.float32
+    eye = jnp.eye(total, dtype=dtype)
+    out, start = [], 0
+    for x, size in zip(flat, sizes, strict=True):
+        block = eye[:, start : start + size]
+        out.append(block.reshape((total, *np.shape(x))).astype(_dtype(x)))
+        start += size
+    return out, total
+
+
+def _check_input_dtype_jac(api_name, holomorphic, x):
+    dt = _dtype(x)
+    if holomorphic:
+        if not dtypes.issubdtype(dt, np.complexfloating):
+            raise TypeError(
+                f"{api_name} with holomorphic=True requires inputs with complex dtype, "
+                f"but got {dt.name}."
+            )
+    elif not dtypes.issubdtype(dt, np.floating):
+        raise TypeError(
+            f"{api_name} requires real-valued inputs (input dtype that is a sub-dtype of "
+            f"np.floating), but got {dt.name}. For holomorphic differentiation, pass "
+            "holomorphic=True. For differentiation of non-holomorphic functions involving "
+            "complex inputs or integer inputs, use transforms.jvp directly."
+        )
+
+
+def _chunked_vmap(fn, basis, total, chunk_size, out_axes):
+    if chunk_size is None or chunk_size >= total:
+        return jax.vmap(fn, out_axes=out_axes)(basis)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}.")
+    pieces = []
+    for start in range(0, total, chunk_size):
+        chunk = [b[start : start + chunk_size] for b in basis]
+        pieces.append(jax.vmap(fn, out_axes=out_axes)(chunk))
+    return tree_util.tree_map(
+        lambda *xs: jnp.concatenate(xs, axis=out_axes if out_axes != -1 else -1), *pieces
+    )
+
+
+def jacfwd(
+    fun: Callable,
+    argnums: int | Sequence[int] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    *,
+    chunk_size: int | None = None,
+):
+    """Jacobian of `fun` by forward mode: one batched JVP over the input basis.
+
+    The result has `fun`'s output structure outside and the argument structure inside; each
+    leaf has shape `out.shape + in.shape`. `chunk_size` bounds how many basis vectors are pushed
+    forward at once (memory against speed).
+
+    Example:
+      >>> transforms.jacfwd(jnp.sin)(jnp.zeros(2))
+      Array([[1., 0.], [0., 1.]], dtype=float32)
+    """
+    argnums_t = _norm_argnums(argnums, "jacfwd")
+
+    def jacfun(*args, **kwargs):
+        f = partial(fun, **kwargs) if kwargs else fun
+        f_partial, dyn = _argnums_partial(f, args, argnums_t, "jacfwd")
+        dyn_flat, dyn_tree = _flatten_args(dyn)
+        for x in dyn_flat:
+            _check_input_dtype_jac("jacfwd", holomorphic, x)
+        dyn_flat = [jnp.asarray(x) for x in dyn_flat]
+        basis, total = _std_basis(dyn_flat)
+
+        def push(*tangent_flat):
+            tangents = tree_util.tree_unflatten(dyn_tree, tangent_flat)
+            res = jvp(f_partial, tree_util.tree_unflatten(dyn_tree, dyn_flat), tangents, has_aux)
+            return res
+
+        def push_flat(tangent_flat):
+            res = push(*tangent_flat)
+            if has_aux:
+                y, y_dot, aux = res
+                return (y, aux), y_dot
+            y, y_dot = res
+            return y, y_dot
+
+        (y_aux, jac) = _chunked_vmap(push_flat, basis, total, chunk_size, out_axes=(None, -1))
+        y, aux = y_aux if has_aux else (y_aux, None)
+        jac_tree = tree_util.tree_map(
+            lambda y_leaf, j: _unravel_in(j, dyn_flat, dyn_tree, np.shape(y_leaf), first=False),
+            y,
+            jac,
+        )
+        if isinstance(argnums, int | np.integer):
+            jac_tree = tree_util.tree_map(
+                lambda t: t[0], jac_tree, is_leaf=lambda t: isinstance(t, tuple)
+            )
+        return (jac_tree, aux) if has_aux else jac_tree
+
+    return jacfun
+
+
+def _unravel_in(j, dyn_flat, dyn_tree, out_shape, first):
+    """Split the flat input axis of a Jacobian leaf into one array per input leaf."""
+    sizes = [int(np.prod(np.shape(x))) for x in dyn_flat]
+    pieces, start = [], 0
+    for x, size in zip(dyn_flat, sizes, strict=True):
+        if first:  # the basis axis leads: (total, *out_shape)
+            block = j[start : start + size]
+            block = jnp.moveaxis(block.reshape((size, *out_shape)), 0, -1)
+        else:  # the basis axis trails: (*out_shape, total)
+            block = j[..., start : start + size]
+        pieces.append(block.reshape((*out_shape, *np.shape(x))))
+        start += size
+    return tree_util.tree_unflatten(dyn_tree, pieces)
+
+
+def jacrev(
+    fun: Callable,
+    argnums: int | Sequence[int] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+    *,
+    chunk_size: int | None = None,
+):
+    """Jacobian of `fun` by reverse mode: one forward pass, one batched VJP over output basis.
+
+    Output structure outside, argument structure inside; leaves of shape `out.shape +
+    in.shape`. `chunk_size` bounds how many cotangents are pulled back at once.
+
+    Example:
+      >>> transforms.jacrev(jnp.sin)(jnp.zeros(2))
+      Array([[1., 0.], [0., 1.]], dtype=float32)
+    """
+    argnums_t = _norm_argnums(argnums, "jacrev")
+
+    def jacfun(*args, **kwargs):
+        f = partial(fun, **kwargs) if kwargs else fun
+        f_partial, dyn = _argnums_partial(f, args, argnums_t, "jacrev")
+        dyn_flat, dyn_tree = _flatten_args(dyn)
+        for x in dyn_flat:
+            _check_input_dtype_grad("jacrev", holomorphic, allow_int, x)
+        res = vjp(f_partial, *dyn, has_aux=has_aux)
+        y, pullback = res[0], res[1]
+        y_flat, y_tree = tree_util.tree_flatten(y)
+        for leaf in y_flat:
+            dt = _dtype(leaf)
+            if holomorphic and not dtypes.issubdtype(dt, np.complexfloating):
+                raise TypeError(
+                    f"jacrev with holomorphic=True requires outputs with complex dtype, "
+                    f"but got {dt.name}."
+                )
+            if not holomorphic and dtypes.issubdtype(dt, np.complexfloating):
+                raise TypeError(
+                    f"jacrev requires real-valued outputs (output dtype that is a sub-dtype of "
+                    f"np.floating), but got {dt.name}. For holomorphic differentiation, pass "
+                    "holomorphic=True. For differentiation of non-holomorphic functions "
+                    "involving complex outputs, use transforms.vjp directly."
+                )
+        y_flat = [jnp.asarray(v) for v in y_flat]
+        basis, total = _std_basis(y_flat)
+
+        def pull(ct_flat):
+            return pullback(tree_util.tree_unflatten(y_tree, ct_flat))
+
+        cts = _chunked_vmap(pull, basis, total, chunk_size, out_axes=0)
+        # cts: argument structure, each leaf (total, *in_shape). Regroup by output leaf.
+        cts_flat = tree_util.tree_leaves(cts)
+        sizes = [int(np.prod(np.shape(v))) for v in y_flat]
+        per_out, start = [], 0
+        for v, size in zip(y_flat, sizes, strict=True):
+            blocks = [
+                c[start : start + size].reshape((*np.shape(v), *np.shape(c)[1:])) for c in cts_flat
+            ]
+            per_out.append(tree_util.tree_unflatten(dyn_tree, blocks))
+            start += size
+        jac_tree = tree_util.tree_unflatten(y_tree, per_out)
+        if isinstance(argnums, int | np.integer):
+            jac_tree = tree_util.tree_map(
+                lambda t: t[0], jac_tree, is_leaf=lambda t: isinstance(t, tuple)
+            )
+        return (jac_tree, res[2]) if has_aux else jac_tree
+
+    return jacfun
+
+
+def jacobian(
+    fun: Callable,
+    argnums: int | Sequence[int] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+    *,
+    mode: str = "reverse",
+    chunk_size: int | None = None,
+):
+    """Jacobian of `fun`; `jacrev` by default.
+
+    `mode="forward"` uses `jacfwd`; `mode="auto"` picks forward mode when the inputs have fewer
+    elements than the outputs and reverse mode otherwise (decided per call, from the shapes).
+
+    Example:
+      >>> transforms.jacobian(lambda x: x**2, mode="auto")(jnp.arange(3.0))
+    """
+    if mode not in ("reverse", "forward", "auto"):
+        raise ValueError(f"jacobian: mode must be 'reverse', 'forward' or 'auto', got {mode!r}.")
+    rev = jacrev(fun, argnums, has_aux, holomorphic, allow_int, chunk_size=chunk_size)
+    fwd = jacfwd(fun, argnums, has_aux, holomorphic, chunk_size=chunk_size)
+    if mode == "reverse":
+        return rev
+    if mode == "forward":
+        return fwd
+    argnums_t = _norm_argnums(argnums, "jacobian")
+
+    def jacfun(*args, **kwargs):
+        f = partial(fun, **kwargs) if kwargs else fun
+        f_partial, dyn = _argnums_partial(f, args, argnums_t, "jacobian")
+        n_in = sum(int(np.prod(np.shape(x))) for x in tree_util.tree_leaves(dyn))
+        out_shape = jax.eval_shape(f_partial, *dyn)
+        if has_aux:
+            out_shape = out_shape[0]
+        n_out = sum(int(np.prod(s.shape)) for s in tree_util.tree_leaves(out_shape))
+        return (fwd if n_in < n_out else rev)(*args, **kwargs)
+
+    return jacfun
+
+
+def hessian(
+    fun: Callable,
+    argnums: int | Sequence[int] = 0,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+):
+    """Hessian of a scalar `fun`: forward over reverse, `jacfwd(jacrev(fun))`.
+
+    Example:
+      >>> transforms.hessian(lambda x: jnp.sum(x**3))(jnp.ones(2))
+      Array([[6., 0.], [0., 6.]], dtype=float32)
+    """
+    return jacfwd(jacrev(fun, argnums, has_aux, holomorphic), argnums, has_aux, holomorphic)
+
+
+def hvp(fun: Callable, primals, tangents):
+    """Hessian-vector product of a scalar `fun` at `primals` along `tangents` (forward over reverse).
+
+    `primals` and `tangents` are tuples (or lists) of the arguments, as for `jvp`. Returns the
+    product with the structure of the arguments (a tuple when several).
+
+    Example:
+      >>> transforms.hvp(lambda x: jnp.sum(x**3), (jnp.ones(2),), (jnp.ones(2),))
+      Array([6., 6.], dtype=float32)
+    """
+    if not isinstance(primals, tuple | list) or not isinstance(tangents, tuple | list):
+        raise TypeError(
+            "hvp: primals and tangents must be tuples or lists of the function's arguments; "
+            f"found {type(primals).__name__} and {type(tangents).__name__}."
+        )
+    argnums = tuple(range(len(primals)))
+    g = grad(fun, argnums=argnums[0] if len(primals) == 1 else argnums)
+    return jvp(g, tuple(primals), tuple(tangents))[1]
+
+
+_unused: Any = operator

@@ -1,0 +1,291 @@
+"""Flat derivative programs: JVP, linearize, transpose and gradient over closed jaxprs.
+
+Everything here works on flat lists of arrays; `api.py` handles pytrees and argnums. Derivative
+programs are data: each is built once per *structure* of the traced program (see
+`tracing.closed_key`) and, for eager calls, compiled once with `jax.jit`. Under an outer trace
+(jit, vmap, or another of our transforms) the programs are evaluated inline instead, so the outer
+transform sees every operation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jax
+from jax.extend.core import ClosedJaxpr
+
+from .interpreter import eval_jaxpr
+from .jvp import jvp_eval
+from .partial_eval import Split, partial_eval
+from .tracing import any_tracer, closed_key, shape_dtype
+from .transpose import backward_pass
+from .zeros import Zero, instantiate, tangent_aval, zeros_like_aval
+
+
+class _LRU:
+    """A small thread-safe LRU cache for derivative programs."""
+
+    def __init__(self, maxsize: int = 512):
+        self.maxsize = maxsize
+        self.data: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        if key is None:
+            return None
+        with self.lock:
+            value = self.data.get(key)
+            if value is not None:
+                self.data.move_to_end(key)
+            return value
+
+    def put(self, key, value):
+        if key is None:
+            return value
+        with self.lock:
+            self.data[key] = value
+            if len(self.data) > self.maxsize:
+                self.data.popitem(last=False)
+        return value
+
+    def clear(self):
+        with self.lock:
+            self.data.clear()
+
+
+_programs = _LRU()
+
+
+def clear_caches() -> None:
+    """Drop every cached derivative program (compiled or not)."""
+    _programs.clear()
+
+
+def _is_eager(closed: ClosedJaxpr, *value_lists) -> bool:
+    return not any_tracer(closed.consts) and not any(any_tracer(vs) for vs in value_lists)
+
+
+# --- forward mode ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JVPProgram:
+    jaxpr: ClosedJaxpr  # consts + primals + nonzero tangents -> outs + nonzero tangent outs
+    out_nonzeros: tuple[bool, ...]
+    cached: bool  # False when the traced program could not be keyed: then it is not compiled
+
+
+def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
+    """The JVP of `closed` as a jaxpr over (consts, primals, nonzero tangents)."""
+    key = closed_key(closed)
+    key = key and ("jvp", key, nonzeros)
+    prog = _programs.get(key)
+    if prog is not None:
+        return prog
+    jaxpr = closed.jaxpr
+    n_consts, n_primals = len(jaxpr.constvars), len(jaxpr.invars)
+    tangent_avals = [tangent_aval(v.aval) for v in jaxpr.invars]
+    out_nz_box = []
+
+    def jvp_fun(*args):
+        consts, primals, nz_tangents = (
+            args[:n_consts],
+            args[n_consts : n_consts + n_primals],
+            iter(args[n_consts + n_primals :]),
+        )
+        tangents = [next(nz_tangents) if nz else Zero(a) for nz, a in zip(nonzeros, tangent_avals)]
+        outs, outs_dot = jvp_eval(jaxpr, consts, primals, tangents)
+        out_nz_box.append(tuple(type(t) is not Zero for t in outs_dot))
+        return [*outs, *(t for t in outs_dot if type(t) is not Zero)]
+
+    avals = [
+        *(shape_dtype(c) for c in closed.consts),
+        *(_sds(v.aval) for v in jaxpr.invars),
+        *(_sds(a) for a, nz in zip(tangent_avals, nonzeros) if nz),
+    ]
+    traced = jax.make_jaxpr(jvp_fun)(*avals)
+    return _programs.put(key, JVPProgram(traced, out_nz_box[-1], key is not None))
+
+
+def _sds(aval):
+    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+
+
+def jvp_flat(closed: ClosedJaxpr, primals: Sequence, tangents: Sequence):
+    """Primal outputs and output tangents (`Zero` where symbolically zero)."""
+    nonzeros = tuple(type(t) is not Zero for t in tangents)
+    if not _is_eager(closed, primals, tangents):
+        return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
+    prog = jvp_program(closed, nonzeros)
+    if not prog.cached:
+        return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
+    compiled = _compiled("jvp", prog, None, lambda: jax.jit(_eval_closed(prog.jaxpr)))
+    nz_tangents = [t for t in tangents if type(t) is not Zero]
+    flat = compiled(*closed.consts, *primals, *nz_tangents)
+    n_out = len(closed.jaxpr.outvars)
+    outs, nz_out = flat[:n_out], iter(flat[n_out:])
+    out_tangents = [
+        next(nz_out) if nz else Zero(tangent_aval(v.aval))
+        for nz, v in zip(prog.out_nonzeros, closed.jaxpr.outvars, strict=True)
+    ]
+    return outs, out_tangents
+
+
+def _eval_closed(closed: ClosedJaxpr):
+    return lambda *args: eval_jaxpr(closed.jaxpr, closed.consts, *args)
+
+
+_compiled_cache = _LRU()
+
+
+def _compiled(tag: str, program, extra, make):
+    """The jitted function for `program` (a cached derivative program object), built once.
+
+    Keyed on the program object's identity; the object itself is cached structurally, so equal
+    traced programs share one compiled function.
+    """
+    key = (tag, id(program), extra)
+    entry = _compiled_cache.get(key)
+    if entry is None or entry[0] is not program:
+        entry = _compiled_cache.put(key, (program, make()))
+    return entry[1]
+
+
+# --- reverse mode ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Linearized:
+    """A program split into its primal part and its linear (tangent) part.
+
+    `split.known`: (consts, primals) -> (outs, residuals).
+    `split.linear`: (residuals, nonzero tangents) -> the tangent outputs listed in `tangent_outs`.
+    """
+
+    split: Split
+    nonzeros: tuple[bool, ...]
+    n_outs: int
+    tangent_outs: tuple[int, ...]  # which outputs have a (possibly) nonzero tangent
+    cached: bool  # False when the traced program could not be keyed: then it is not compiled
+
+    @property
+    def num_residuals(self) -> int:
+        return self.split.num_residuals
+
+
+def linearize_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> Linearized:
+    key = closed_key(closed)
+    key = key and ("linearize", key, nonzeros)
+    lin = _programs.get(key)
+    if lin is not None:
+        return lin
+    prog = jvp_program(closed, nonzeros)
+    n_consts, n_primals = len(closed.jaxpr.constvars), len(closed.jaxpr.invars)
+    n_outs = len(closed.jaxpr.outvars)
+    n_nz_out = sum(prog.out_nonzeros)
+    unknowns = [False] * (n_consts + n_primals) + [True] * sum(nonzeros)
+    # Only the primal outputs are wanted from the known side: a tangent output that turns out
+    # known does not depend on the input tangents, so for a linear map it is zero.
+    keep = [True] * n_outs + [False] * n_nz_out
+    split = partial_eval(prog.jaxpr, unknowns, keep)
+    assert not any(split.out_unknowns[:n_outs]), "a primal output depends on a tangent"
+    nz_out_idx = [i for i, nz in enumerate(prog.out_nonzeros) if nz]
+    tangent_outs = tuple(
+        i for i, unknown in zip(nz_out_idx, split.out_unknowns[n_outs:], strict=True) if unknown
+    )
+    return _programs.put(key, Linearized(split, nonzeros, n_outs, tangent_outs, key is not None))
+
+
+def linearize_flat(closed: ClosedJaxpr, primals: Sequence, nonzeros: tuple[bool, ...]):
+    """Evaluate the primal part: returns `(outs, residuals, lin)`."""
+    lin = linearize_program(closed, nonzeros)
+    known = lin.split.known
+    if lin.cached and _is_eager(closed, primals):
+        compiled = _compiled("fwd", lin, None, lambda: jax.jit(_eval_closed(known)))
+        flat = compiled(*closed.consts, *primals)
+    else:
+        flat = eval_jaxpr(known.jaxpr, known.consts, *closed.consts, *primals)
+    return list(flat[: lin.n_outs]), list(flat[lin.n_outs :]), lin
+
+
+def apply_linear(lin: Linearized, residuals: Sequence, nz_tangents: Sequence) -> list:
+    """The linear map of a linearized program: tangent outputs (`Zero` where none)."""
+    linear = lin.split.linear
+    if not lin.cached or any_tracer(residuals) or any_tracer(nz_tangents):
+        outs = eval_jaxpr(linear, [], *residuals, *nz_tangents)
+    else:
+        compiled = _compiled("lin", lin, None, lambda: jax.jit(lambda *a: eval_jaxpr(linear, [], *a)))
+        outs = compiled(*residuals, *nz_tangents)
+    result: list = [None] * lin.n_outs
+    for i, t in zip(lin.tangent_outs, outs, strict=True):
+        result[i] = t
+    return result  # None marks a symbolically zero tangent
+
+
+def transpose_linear(lin: Linearized, residuals: Sequence, cts: Sequence) -> list:
+    """Cotangents of the nonzero tangent inputs from cotangents of all outputs (None = zero)."""
+    linear = lin.split.linear
+    nres = lin.num_residuals
+    mask = [False] * nres + [True] * (len(linear.invars) - nres)
+    cts_lin = [cts[i] for i in lin.tangent_outs]
+    if all(ct is None for ct in cts_lin):
+        return [Zero(v.aval) for v in linear.invars[nres:]]
+
+    def run(residuals, cts_lin):
+        cts_lin = [
+            Zero(tangent_aval(v.aval)) if ct is None else ct
+            for ct, v in zip(cts_lin, linear.outvars, strict=True)
+        ]
+        return backward_pass(linear, [], residuals, mask, cts_lin)
+
+    if not lin.cached or any_tracer(residuals) or any_tracer([c for c in cts_lin if c is not None]):
+        return run(residuals, cts_lin)
+    present = tuple(ct is not None for ct in cts_lin)
+
+    def compiled_run(residuals, cts_present):
+        it = iter(cts_present)
+        outs = run(residuals, [next(it) if p else None for p in present])
+        return [instantiate(o) for o in outs]
+
+    compiled = _compiled("bwd", lin, present, lambda: jax.jit(compiled_run))
+    return compiled(list(residuals), [c for c in cts_lin if c is not None])
+
+
+def value_and_grad_flat(
+    closed: ClosedJaxpr, primals: Sequence, nonzeros: tuple[bool, ...], seed: Sequence
+):
+    """Outputs, and cotangents of the nonzero inputs for output cotangents `seed` (None = 0).
+
+    Eagerly this is one compiled program (forward and backward fused).
+    """
+    lin = linearize_program(closed, nonzeros)
+    if not lin.cached or not _is_eager(closed, primals, [s for s in seed if s is not None]):
+        outs, residuals, _ = linearize_flat(closed, primals, nonzeros)
+        return outs, transpose_linear(lin, residuals, seed)
+    present = tuple(s is not None for s in seed)
+    known = lin.split.known
+    linear = lin.split.linear
+    nres = lin.num_residuals
+    mask = [False] * nres + [True] * (len(linear.invars) - nres)
+
+    def program(consts, primals, seeds):
+        flat = eval_jaxpr(known.jaxpr, known.consts, *consts, *primals)
+        outs, residuals = flat[: lin.n_outs], flat[lin.n_outs :]
+        it = iter(seeds)
+        cts = [next(it) if p else None for p in present]
+        cts_lin = [
+            Zero(tangent_aval(v.aval)) if cts[i] is None else cts[i]
+            for i, v in zip(lin.tangent_outs, linear.outvars, strict=True)
+        ]
+        grads = backward_pass(linear, [], residuals, mask, cts_lin)
+        return outs, [instantiate(g) for g in grads]
+
+    compiled = _compiled("grad", lin, present, lambda: jax.jit(program))
+    return compiled(list(closed.consts), list(primals), [s for s in seed if s is not None])
+
+
+def zeros_for(avals) -> list:
+    return [zeros_like_aval(a) for a in avals]

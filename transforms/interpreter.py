@@ -1,0 +1,96 @@
+"""The one interpreter loop every transform shares, plus dead-code elimination.
+
+A transform is a `step(eqn, invals) -> outvals` function; `interpret` runs it over a jaxpr with an
+environment from variables to whatever the transform keeps per variable (a value, a
+primal/tangent pair, ...). Literals are read through `literal`, so each transform says what a
+constant means in its own space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from jax.extend.core import Jaxpr, Literal
+
+
+class Env:
+    """Variables to values. `read` handles `Literal`s with the transform's `literal` function."""
+
+    __slots__ = ("values", "literal")
+
+    def __init__(self, literal: Callable[[Literal], Any] = lambda lit: lit.val):
+        self.values: dict = {}
+        self.literal = literal
+
+    def read(self, v):
+        if type(v) is Literal:
+            return self.literal(v)
+        return self.values[v]
+
+    def write(self, v, value) -> None:
+        self.values[v] = value
+
+    def read_many(self, vs) -> list:
+        return [self.read(v) for v in vs]
+
+    def write_many(self, vs, values) -> None:
+        for v, value in zip(vs, values, strict=True):
+            self.values[v] = value
+
+
+def interpret(
+    jaxpr: Jaxpr,
+    consts: Sequence,
+    args: Sequence,
+    step: Callable,
+    literal: Callable[[Literal], Any] = lambda lit: lit.val,
+) -> list:
+    """Run `step` over every equation of `jaxpr`, in order; returns the values of its outvars.
+
+    `step(eqn, invals)` returns the list of values of `eqn.outvars` (one per outvar).
+    """
+    env = Env(literal)
+    env.write_many(jaxpr.constvars, consts)
+    env.write_many(jaxpr.invars, args)
+    for eqn in jaxpr.eqns:
+        outs = step(eqn, env.read_many(eqn.invars))
+        env.write_many(eqn.outvars, outs)
+    return env.read_many(jaxpr.outvars)
+
+
+def bind(eqn, invals):
+    """Apply `eqn`'s primitive to `invals` (eagerly, or into whatever trace is current)."""
+    params = eqn.primitive.get_bind_params(eqn.params)
+    if "subfuns" in params:  # call-like primitives take their bodies as leading arguments
+        params = dict(params)
+        subfuns = params.pop("subfuns")
+        out = eqn.primitive.bind(*subfuns, *invals, **params)
+    else:
+        out = eqn.primitive.bind(*invals, **params)
+    return out if eqn.primitive.multiple_results else [out]
+
+
+def eval_step(eqn, invals):
+    return bind(eqn, invals)
+
+
+def eval_jaxpr(jaxpr: Jaxpr, consts: Sequence, *args) -> list:
+    """Evaluate `jaxpr`, binding each primitive: eager on arrays, staged under a trace."""
+    return interpret(jaxpr, consts, args, eval_step)
+
+
+def dce_eqns(eqns: Sequence, live_outvars: Sequence) -> tuple[list, set]:
+    """Keep only the equations whose outputs reach `live_outvars` (one backward pass, O(n)).
+
+    Returns the kept equations in order and the set of variables they (and the outputs) read.
+    Equations with effects are always kept.
+    """
+    live = {v for v in live_outvars if type(v) is not Literal}
+    kept = []
+    for eqn in reversed(eqns):
+        if eqn.effects or any(v in live for v in eqn.outvars):
+            kept.append(eqn)
+            live.update(v for v in eqn.invars if type(v) is not Literal)
+    kept.reverse()
+    return kept, live

@@ -1,0 +1,123 @@
+"""Forward mode: the JVP transform of a jaxpr, with symbolic zeros.
+
+Each primitive has a rule `rule(primals, tangents, **params) -> (out, out_dot)`; tangents may be
+`Zero`. An equation whose input tangents are all zero is evaluated as is and emits no tangent
+operation. The helpers below (`defjvp`, `defjvp2`, `defjvp_zero`, `deflinear`) keep most rules to
+one line of math.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+from jax.extend.core import Jaxpr, Primitive
+
+from .interpreter import bind, interpret
+from .zeros import Zero, add_tangents, instantiate, tangent_aval
+
+jvp_rules: dict[Primitive, Callable] = {}
+
+
+def _no_rule(prim, mode: str):
+    return NotImplementedError(
+        f"Differentiation rule for '{prim.name}' not implemented ({mode} mode). "
+        "Wrap the computation in jax.custom_jvp to give it a rule, or open an issue."
+    )
+
+
+def aval_of(x):
+    return jax.typeof(x)
+
+
+def jvp_step(eqn, invals):
+    primals = [p for p, _ in invals]
+    tangents = [t for _, t in invals]
+    if all(type(t) is Zero for t in tangents):
+        outs = bind(eqn, primals)
+        return [(o, Zero(tangent_aval(v.aval))) for o, v in zip(outs, eqn.outvars, strict=True)]
+    rule = jvp_rules.get(eqn.primitive)
+    if rule is None:
+        raise _no_rule(eqn.primitive, "forward")
+    out, out_dot = rule(primals, tangents, **eqn.params)
+    if not eqn.primitive.multiple_results:
+        return [(out, out_dot)]
+    return list(zip(out, out_dot, strict=True))
+
+
+def _literal_pair(lit):
+    return lit.val, Zero(tangent_aval(lit.aval))
+
+
+def jvp_eval(jaxpr: Jaxpr, consts: Sequence, primals: Sequence, tangents: Sequence):
+    """Evaluate `jaxpr` and its tangent. Constants have zero tangents (no perturbation confusion).
+
+    Returns `(primals_out, tangents_out)`; output tangents may be `Zero`.
+    """
+    const_pairs = [(c, Zero(tangent_aval(v.aval))) for c, v in zip(consts, jaxpr.constvars)]
+    outs = interpret(
+        jaxpr, const_pairs, list(zip(primals, tangents, strict=True)), jvp_step, _literal_pair
+    )
+    return [p for p, _ in outs], [t for _, t in outs]
+
+
+# --- helpers for writing rules ------------------------------------------------------------------
+
+
+def _zero_out(out):
+    if isinstance(out, (list, tuple)):
+        return [Zero(tangent_aval(aval_of(o))) for o in out]
+    return Zero(tangent_aval(aval_of(out)))
+
+
+def defjvp(prim: Primitive, *tangent_fns) -> None:
+    """Register a rule that sums `tangent_fns[i](x_dot_i, *primals, **params)` over inputs.
+
+    A `None` entry marks an input the output does not depend on differentiably.
+    """
+
+    def rule(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        out_dot = _zero_out(out)
+        for fn, t in zip(tangent_fns, tangents, strict=False):
+            if fn is not None and type(t) is not Zero:
+                out_dot = add_tangents(out_dot, fn(t, *primals, **params))
+        return out, out_dot
+
+    jvp_rules[prim] = rule
+
+
+def defjvp2(prim: Primitive, *tangent_fns) -> None:
+    """Like `defjvp`, but each function also sees the output: `fn(x_dot, out, *primals)`."""
+
+    def rule(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        out_dot = _zero_out(out)
+        for fn, t in zip(tangent_fns, tangents, strict=False):
+            if fn is not None and type(t) is not Zero:
+                out_dot = add_tangents(out_dot, fn(t, out, *primals, **params))
+        return out, out_dot
+
+    jvp_rules[prim] = rule
+
+
+def defjvp_zero(prim: Primitive) -> None:
+    """The output is piecewise constant in every input: its tangent is a symbolic zero."""
+
+    def rule(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        return out, _zero_out(out)
+
+    jvp_rules[prim] = rule
+
+
+def linear_jvp(prim: Primitive) -> Callable:
+    """The JVP of a primitive linear in all its inputs: apply it to the tangents."""
+
+    def rule(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        if all(type(t) is Zero for t in tangents):
+            return out, _zero_out(out)
+        return out, prim.bind(*map(instantiate, tangents), **params)
+
+    return rule

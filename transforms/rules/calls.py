@@ -1,0 +1,150 @@
+"""Nested calls (`jit`, `closed_call`, `remat`) and users' own rules (`custom_jvp`, `custom_vjp`)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.extend.core import ClosedJaxpr, Primitive
+from jax.extend.core import primitives as P
+
+from ..interpreter import eval_jaxpr
+from ..jvp import jvp_eval, jvp_rules
+from ..transpose import backward_pass, is_undefined, transpose_rules
+from ..zeros import Zero, instantiate, tangent_aval
+
+
+def _closed(params_jaxpr):
+    if isinstance(params_jaxpr, ClosedJaxpr):
+        return params_jaxpr.jaxpr, params_jaxpr.consts
+    return params_jaxpr, ()
+
+
+def _call_jvp(jaxpr_param):
+    # Inline the call: the outer program keeps one flat derivative, which partial evaluation and
+    # dead-code elimination can see through.
+    def rule(primals, tangents, **params):
+        jaxpr, consts = _closed(params[jaxpr_param])
+        return jvp_eval(jaxpr, consts, primals, tangents)
+
+    return rule
+
+
+def _call_transpose(jaxpr_param):
+    def rule(cts, *invals, **params):
+        jaxpr, consts = _closed(params[jaxpr_param])
+        mask = [is_undefined(x) for x in invals]
+        residuals = [x for x in invals if not is_undefined(x)]
+        cts_in = iter(backward_pass(jaxpr, consts, residuals, mask, cts))
+        return [next(cts_in) if m else None for m in mask]
+
+    return rule
+
+
+for _p, _name in ((P.jit_p, "jaxpr"), (P.closed_call_p, "call_jaxpr"), (P.remat_p, "jaxpr")):
+    jvp_rules[_p] = _call_jvp(_name)
+    transpose_rules[_p] = _call_transpose(_name)
+
+
+# --- custom_jvp: call the user's rule -------------------------------------------------------------
+
+
+def _custom_jvp_call_jvp(primals, tangents, *, call_jaxpr, jvp_jaxpr_fun, num_consts, symbolic_zeros):
+    consts, args = primals[:num_consts], primals[num_consts:]
+    arg_tangents = tangents[num_consts:]
+    in_zeros = tuple(type(t) is Zero for t in arg_tangents)
+    if symbolic_zeros:
+        jvp_jaxpr, jvp_consts, out_zeros = jvp_jaxpr_fun.call_wrapped(*in_zeros)
+        nz = [t for t in arg_tangents if type(t) is not Zero]
+    else:
+        jvp_jaxpr, jvp_consts, out_zeros = jvp_jaxpr_fun.call_wrapped(*([False] * len(args)))
+        nz = [instantiate(t) for t in arg_tangents]
+    del consts  # the user's rule closes over what it needs; consts here are call_jaxpr's
+    outs = eval_jaxpr(jvp_jaxpr, jvp_consts, *args, *nz)
+    n = len(out_zeros)
+    out_primals, nz_out = outs[:n], iter(outs[n:])
+    out_tangents = [
+        Zero(tangent_aval(jax.typeof(p))) if z else next(nz_out)
+        for p, z in zip(out_primals, out_zeros, strict=True)
+    ]
+    return out_primals, out_tangents
+
+
+jvp_rules[P.custom_jvp_call_p] = _custom_jvp_call_jvp
+
+
+# --- custom_vjp: the user's fwd runs in the primal program, bwd in the transposed one ------------
+
+custom_lin_p = Primitive("transforms_custom_lin")
+custom_lin_p.multiple_results = True
+
+
+@custom_lin_p.def_abstract_eval
+def _custom_lin_abstract_eval(*_, out_avals, **__):
+    return out_avals
+
+
+def _custom_lin_impl(*_, **__):
+    raise TypeError(
+        "can't apply forward-mode autodiff (jvp) to a custom_vjp function: it defines only a "
+        "reverse-mode rule. Use transforms.vjp / grad, or give the function a custom_jvp rule."
+    )
+
+
+custom_lin_p.def_impl(_custom_lin_impl)
+
+
+def _custom_vjp_call_jvp(
+    primals, tangents, *, call_jaxpr, fwd_jaxpr_thunk, num_consts, bwd, out_trees, symbolic_zeros
+):
+    args = primals[num_consts:]
+    arg_tangents = tangents[num_consts:]
+    perturbed = tuple(type(t) is not Zero for t in arg_tangents)
+    fwd_jaxpr, fwd_consts = fwd_jaxpr_thunk.call_wrapped(*perturbed)
+    res_and_outs = eval_jaxpr(fwd_jaxpr, fwd_consts, *args)
+    _, res_tree, input_fwds = out_trees()
+    num_res_out = res_tree.num_leaves - sum(f is not None for f in input_fwds)
+    res_out, outs = res_and_outs[:num_res_out], res_and_outs[num_res_out:]
+    res_iter = iter(res_out)
+    residuals = [next(res_iter) if f is None else primals[f] for f in input_fwds]
+    out_avals = tuple(tangent_aval(jax.typeof(o)) for o in outs)
+    nz_tangents = [instantiate(t) for t in arg_tangents if type(t) is not Zero]
+    tangents_out = custom_lin_p.bind(
+        *residuals,
+        *nz_tangents,
+        num_res=len(residuals),
+        bwd=bwd,
+        out_avals=out_avals,
+        symbolic_zeros=symbolic_zeros,
+        in_zeros=tuple(not p for p in perturbed),
+        num_consts=num_consts,
+    )
+    return outs, list(tangents_out)
+
+
+def _is_symbolic_zero(x):
+    return x is None or type(x) is Zero or type(x).__name__ in ("Zero", "SymbolicZero")
+
+
+def _custom_lin_transpose(cts, *invals, num_res, bwd, out_avals, symbolic_zeros, in_zeros, num_consts):
+    residuals = invals[:num_res]
+    cts = [instantiate(c) if type(c) is not Zero else instantiate(Zero(a)) for c, a in zip(cts, out_avals)]
+    cts_in = list(bwd.call_wrapped(*residuals, *cts))
+    # bwd returns cotangents for the call's consts first (zeros), then for its arguments.
+    cts_in = cts_in[len(cts_in) - len(in_zeros) :]
+    result = [None] * num_res
+    for ct, zero, a in zip(cts_in, in_zeros, _nz_avals(invals[num_res:], in_zeros)):
+        if zero:
+            continue
+        result.append(None if _is_symbolic_zero(ct) else ct)
+    return result
+
+
+def _nz_avals(nz_invals, in_zeros):
+    it = iter(nz_invals)
+    return [None if z else next(it) for z in in_zeros]
+
+
+jvp_rules[P.custom_vjp_call_p] = _custom_vjp_call_jvp
+transpose_rules[custom_lin_p] = _custom_lin_transpose
+
+_unused = np

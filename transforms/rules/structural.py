@@ -1,0 +1,310 @@
+"""Shape-changing, indexing and reduction primitives, and `dot_general`.
+
+Most of these are linear: their JVP applies the primitive to the tangent (`deflinear`) and the
+transpose routes the cotangent back to where each input element went.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jax import lax
+from jax.extend.core import primitives as P
+
+from ..jvp import jvp_rules
+from ..transpose import deflinear, is_undefined, transpose_rules
+from ..zeros import Zero, instantiate
+
+
+def _zeros(aval):
+    return lax.full(aval.shape, 0, aval.dtype)
+
+
+# --- pure data movement ---------------------------------------------------------------------------
+
+
+def _broadcast_in_dim_transpose(ct, x, *dyn, shape, broadcast_dimensions, sharding):
+    in_shape = x.aval.shape
+    # Sum the new axes away, then the axes that were size 1 and got stretched.
+    new_axes = tuple(i for i in range(len(shape)) if i not in broadcast_dimensions)
+    stretched = tuple(
+        d for i, d in enumerate(broadcast_dimensions) if in_shape[i] == 1 and shape[d] != 1
+    )
+    out = lax.reduce_sum(ct, new_axes + stretched) if new_axes + stretched else ct
+    return [lax.reshape(out, in_shape) if out.shape != in_shape else out] + [None] * len(dyn)
+
+
+deflinear(P.broadcast_in_dim_p, _broadcast_in_dim_transpose)
+
+
+def _reshape_transpose(ct, x, *dyn, new_sizes, dimensions, sharding):
+    assert dimensions is None
+    return [lax.reshape(ct, x.aval.shape)] + [None] * len(dyn)
+
+
+deflinear(P.reshape_p, _reshape_transpose)
+deflinear(P.squeeze_p, lambda ct, x, *, dimensions: [lax.reshape(ct, x.aval.shape)])
+deflinear(
+    P.transpose_p,
+    lambda ct, x, *, permutation: [lax.transpose(ct, tuple(np.argsort(permutation)))],
+)
+deflinear(P.rev_p, lambda ct, x, *, dimensions: [lax.rev(ct, dimensions)])
+
+
+def _concatenate_transpose(ct, *xs, dimension):
+    out, start = [], 0
+    for x in xs:
+        size = x.aval.shape[dimension] if is_undefined(x) else np.shape(x)[dimension]
+        if is_undefined(x):
+            out.append(lax.slice_in_dim(ct, start, start + size, axis=dimension))
+        else:
+            out.append(None)
+        start += size
+    return out
+
+
+deflinear(P.concatenate_p, _concatenate_transpose)
+
+
+def _pad_jvp(primals, tangents, *, padding_config):
+    (x, pad_value), (tx, tpad) = primals, tangents
+    out = lax.pad(x, pad_value, padding_config)
+    if type(tx) is Zero and type(tpad) is Zero:
+        return out, Zero(out.aval if hasattr(out, "aval") else None)
+    tx = _zeros_like(x) if type(tx) is Zero else tx
+    tpad = _zeros_like(pad_value) if type(tpad) is Zero else tpad
+    return out, lax.pad(tx, tpad, padding_config)
+
+
+def _zeros_like(x):
+    return lax.full_like(x, 0)
+
+
+def _pad_transpose(ct, x, pad_value, *, padding_config):
+    if type(ct) is Zero:
+        return [None, None]
+    # Undo the padding: negative padding crops, then the interior stride picks the elements.
+    lo, hi, interior = zip(*padding_config, strict=True)
+    unpadded = lax.pad(ct, np.array(0, ct.dtype), [(-l, -h, 0) for l, h in zip(lo, hi)])
+    t_x = lax.slice(
+        unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior)
+    ) if is_undefined(x) else None
+    t_pad = None
+    if is_undefined(pad_value):
+        total = lax.reduce_sum(ct, tuple(range(ct.ndim)))
+        inner = lax.reduce_sum(t_x, tuple(range(ct.ndim))) if t_x is not None else lax.reduce_sum(
+            lax.slice(unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior)),
+            tuple(range(ct.ndim)),
+        )
+        t_pad = lax.sub(total, inner)
+    return [t_x, t_pad]
+
+
+jvp_rules[P.pad_p] = _pad_jvp
+transpose_rules[P.pad_p] = _pad_transpose
+
+
+def _slice_transpose(ct, x, *, start_indices, limit_indices, strides):
+    shape = x.aval.shape
+    if strides is None or all(s == 1 for s in strides):
+        pads = [(s, d - l, 0) for s, l, d in zip(start_indices, limit_indices, shape, strict=True)]
+    else:
+        real_limits = [
+            s + (o - 1) * st + 1 if o > 0 else s
+            for s, o, st in zip(start_indices, ct.shape, strides, strict=True)
+        ]
+        pads = [
+            (s, d - rl, st - 1)
+            for s, rl, d, st in zip(start_indices, real_limits, shape, strides, strict=True)
+        ]
+    return [lax.pad(ct, np.array(0, ct.dtype), pads)]
+
+
+deflinear(P.slice_p, _slice_transpose)
+
+
+def _dynamic_slice_jvp(primals, tangents, *, slice_sizes):
+    x, *idx = primals
+    tx = tangents[0]
+    out = lax.dynamic_slice(x, idx, slice_sizes)
+    if type(tx) is Zero:
+        return out, Zero(_aval(out))
+    return out, lax.dynamic_slice(tx, idx, slice_sizes)
+
+
+def _dynamic_slice_transpose(ct, x, *idx, slice_sizes):
+    assert all(not is_undefined(i) for i in idx)
+    zeros = _zeros(x.aval)
+    return [lax.dynamic_update_slice(zeros, ct, idx)] + [None] * len(idx)
+
+
+jvp_rules[P.dynamic_slice_p] = _dynamic_slice_jvp
+transpose_rules[P.dynamic_slice_p] = _dynamic_slice_transpose
+
+
+def _dynamic_update_slice_jvp(primals, tangents):
+    x, update, *idx = primals
+    tx, tu = tangents[:2]
+    out = lax.dynamic_update_slice(x, update, idx)
+    if type(tx) is Zero and type(tu) is Zero:
+        return out, Zero(_aval(out))
+    tx = _zeros_like(x) if type(tx) is Zero else tx
+    tu = _zeros_like(update) if type(tu) is Zero else tu
+    return out, lax.dynamic_update_slice(tx, tu, idx)
+
+
+def _dynamic_update_slice_transpose(ct, x, update, *idx):
+    upd_shape = update.aval.shape if is_undefined(update) else np.shape(update)
+    ct_x = (
+        lax.dynamic_update_slice(ct, lax.full(upd_shape, 0, ct.dtype), idx)
+        if is_undefined(x)
+        else None
+    )
+    ct_u = lax.dynamic_slice(ct, idx, upd_shape) if is_undefined(update) else None
+    return [ct_x, ct_u] + [None] * len(idx)
+
+
+jvp_rules[P.dynamic_update_slice_p] = _dynamic_update_slice_jvp
+transpose_rules[P.dynamic_update_slice_p] = _dynamic_update_slice_transpose
+
+
+def _aval(x):
+    import jax
+
+    return jax.typeof(x).to_tangent_aval()
+
+
+# --- reductions -----------------------------------------------------------------------------------
+
+
+def _reduce_sum_transpose(ct, x, *, axes, **params):
+    shape = x.aval.shape
+    kept = tuple(i for i in range(len(shape)) if i not in axes)
+    return [lax.broadcast_in_dim(ct, shape, kept)]
+
+
+deflinear(P.reduce_sum_p, _reduce_sum_transpose)
+
+
+def _reduce_chooser_jvp(prim):
+    # The tangent of max/min is the mean of the tangents at the locations that attain it
+    # (JAX's convention for ties).
+    def rule(primals, tangents, *, axes, **params):
+        (x,), (t,) = primals, tangents
+        out = prim.bind(x, axes=axes, **params)
+        kept = tuple(i for i in range(x.ndim) if i not in axes)
+        location = lax.eq(x, lax.broadcast_in_dim(out, x.shape, kept))
+        location = lax.convert_element_type(location, t.dtype)
+        counts = lax.reduce_sum(location, axes)
+        return out, lax.div(lax.reduce_sum(lax.mul(t, location), axes), counts)
+
+    return rule
+
+
+jvp_rules[P.reduce_max_p] = _reduce_chooser_jvp(P.reduce_max_p)
+jvp_rules[P.reduce_min_p] = _reduce_chooser_jvp(P.reduce_min_p)
+
+
+def _reduce_prod_jvp(primals, tangents, *, axes, **params):
+    # d prod(x) = sum_i t_i * prod_{j != i} x_j, computed with exclusive products so that zeros
+    # in x are handled exactly (no division by x).
+    (x,), (t,) = primals, tangents
+    out = P.reduce_prod_p.bind(x, axes=axes, **params)
+    kept = tuple(i for i in range(x.ndim) if i not in axes)
+    n_red = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    perm = kept + tuple(axes)
+    xt = lax.transpose(x, perm)
+    tt = lax.transpose(t, perm)
+    kept_shape = tuple(x.shape[i] for i in kept)
+    xr = lax.reshape(xt, (*kept_shape, n_red))
+    tr = lax.reshape(tt, (*kept_shape, n_red))
+    axis = len(kept_shape)
+    ones = lax.full((*kept_shape, 1), 1, x.dtype)
+    before = lax.cumprod(lax.concatenate([ones, lax.slice_in_dim(xr, 0, n_red - 1, axis=axis)], axis), axis=axis)
+    after = lax.cumprod(
+        lax.concatenate([lax.slice_in_dim(xr, 1, n_red, axis=axis), ones], axis), axis=axis, reverse=True
+    )
+    others = lax.mul(before, after)
+    return out, lax.reduce_sum(lax.mul(tr, others), (axis,))
+
+
+jvp_rules[P.reduce_prod_p] = _reduce_prod_jvp
+
+
+# --- dot_general ----------------------------------------------------------------------------------
+
+
+def _dot_jvp(primals, tangents, **params):
+    x, y = primals
+    tx, ty = tangents
+    out = P.dot_general_p.bind(x, y, **params)
+    terms = []
+    if type(tx) is not Zero:
+        terms.append(P.dot_general_p.bind(tx, y, **params))
+    if type(ty) is not Zero:
+        terms.append(P.dot_general_p.bind(x, ty, **params))
+    out_dot = terms[0] if len(terms) == 1 else lax.add(*terms)
+    return out, out_dot
+
+
+def _ranges_like(*xs):
+    start = 0
+    for x in xs:
+        x_len = len(x)
+        yield tuple(range(start, start + x_len))
+        start += x_len
+
+
+def _remaining(original, *removed_lists):
+    removed = set()
+    for r in removed_lists:
+        removed |= set(r)
+    return [i for i in original if i not in removed]
+
+
+def _dot_transpose_lhs(ct, x_aval, y, *, dimension_numbers, swap_ans=False, **params):
+    # dot_general output axes: batch, lhs free, rhs free. The lhs cotangent is ct contracted with
+    # y over y's free axes, then permuted back into x's axis order.
+    (x_contract, y_contract), (x_batch, y_batch) = dimension_numbers
+    x_ndim = len(x_aval.shape)
+    y_ndim = np.ndim(y)
+    x_kept = _remaining(range(x_ndim), x_contract, x_batch)
+    y_kept = _remaining(range(y_ndim), y_contract, y_batch)
+    if swap_ans:
+        ans_batch, ans_y, _ = _ranges_like(x_batch, y_kept, x_kept)
+    else:
+        ans_batch, _, ans_y = _ranges_like(x_batch, x_kept, y_kept)
+    dims = ((ans_y, y_kept), (ans_batch, y_batch))
+    x_contract_sorted_by_y = list(np.take(x_contract, np.argsort(y_contract))) if len(x_contract) else []
+    out_axes = np.argsort(list(x_batch) + x_kept + x_contract_sorted_by_y)
+    pref = params.get("preferred_element_type")
+    res = lax.dot_general(
+        ct, y, dims, precision=params.get("precision"),
+        preferred_element_type=pref,
+    )
+    res = lax.transpose(res, tuple(out_axes))
+    if res.dtype != x_aval.dtype:
+        res = lax.convert_element_type(res, x_aval.dtype)
+    return res
+
+
+def _dot_transpose_rhs(ct, x, y_aval, *, dimension_numbers, **params):
+    (x_contract, y_contract), (x_batch, y_batch) = dimension_numbers
+    swapped = ((y_contract, x_contract), (y_batch, x_batch))
+    return _dot_transpose_lhs(ct, y_aval, x, dimension_numbers=swapped, swap_ans=True, **params)
+
+
+def _dot_transpose(ct, x, y, **params):
+    assert is_undefined(x) ^ is_undefined(y), "dot_general is bilinear"
+    if type(ct) is Zero:
+        return [None, None]
+    kw = {k: params[k] for k in ("precision", "preferred_element_type") if k in params}
+    dn = params["dimension_numbers"]
+    if is_undefined(x):
+        return [_dot_transpose_lhs(ct, x.aval, y, dimension_numbers=dn, **kw), None]
+    return [None, _dot_transpose_rhs(ct, x, y.aval, dimension_numbers=dn, **kw)]
+
+
+jvp_rules[P.dot_general_p] = _dot_jvp
+transpose_rules[P.dot_general_p] = _dot_transpose
+
+_unused = instantiate

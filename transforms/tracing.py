@@ -1,0 +1,131 @@
+"""From Python functions to closed jaxprs, and structural keys for caching derivative programs."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax import tree_util
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+
+from .errors import TracedControlFlowError
+
+
+def shape_dtype(x):
+    aval = jax.typeof(x)
+    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+
+
+def trace_flat(fun, in_tree, avals_flat) -> tuple[ClosedJaxpr, tree_util.PyTreeDef]:
+    """Trace `fun(*unflatten(in_tree, args))` to a closed jaxpr over flat arguments.
+
+    Returns the jaxpr and the output tree. Python control flow on traced values fails here; the
+    error says what to use instead.
+    """
+    out_tree_box = []
+
+    def flat_fun(*args_flat):
+        out = fun(*tree_util.tree_unflatten(in_tree, args_flat))
+        out_flat, out_tree = tree_util.tree_flatten(out)
+        out_tree_box.append(out_tree)
+        return out_flat
+
+    try:
+        closed = jax.make_jaxpr(flat_fun)(*avals_flat)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as e:
+        raise TracedControlFlowError(e) from e
+    return closed, out_tree_box[-1]
+
+
+def trace_jaxpr_fn(fn, avals_flat) -> ClosedJaxpr:
+    """Trace a flat function of arrays (an interpreter run) to a closed jaxpr."""
+    return jax.make_jaxpr(fn)(*avals_flat)
+
+
+def any_tracer(values) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in values)
+
+
+# --- structural keys ------------------------------------------------------------------------------
+
+
+class Unkeyable(Exception):
+    """A jaxpr holds something (a Python callable, an array parameter) we cannot key on."""
+
+
+def jaxpr_key(jaxpr: Jaxpr, memo: dict | None = None):
+    """A hashable key equal for structurally identical jaxprs (same ops, params, types, wiring).
+
+    Constant *values* are not part of the key (they are inputs of compiled programs); literal
+    values are. Raises `Unkeyable` when a parameter cannot be keyed (for example the Python
+    callables of custom_jvp/custom_vjp), in which case callers do not cache.
+    """
+    memo = {} if memo is None else memo
+    cached = memo.get(id(jaxpr))
+    if cached is not None:
+        return cached
+    ids: dict = {}
+
+    def var(v):
+        if type(v) is Literal:
+            val = v.val
+            if isinstance(val, (np.ndarray, np.generic)) or hasattr(val, "dtype"):
+                arr = np.asarray(val)
+                if arr.size > 16:
+                    raise Unkeyable
+                return ("lit", arr.dtype.str, arr.shape, arr.tobytes(), v.aval.weak_type)
+            return ("lit", type(val).__name__, val)
+        n = ids.get(v)
+        if n is None:
+            n = ids[v] = len(ids)
+        return n
+
+    parts = [
+        tuple((var(v), v.aval) for v in jaxpr.constvars),
+        tuple((var(v), v.aval) for v in jaxpr.invars),
+    ]
+    for eqn in jaxpr.eqns:
+        parts.append(
+            (
+                eqn.primitive.name,
+                tuple(var(v) for v in eqn.invars),
+                tuple(var(v) for v in eqn.outvars),
+                _params_key(eqn.params, memo),
+            )
+        )
+    parts.append(tuple(var(v) for v in jaxpr.outvars))
+    key = tuple(parts)
+    memo[id(jaxpr)] = key
+    return key
+
+
+def _params_key(params, memo):
+    items = []
+    for name in sorted(params):
+        items.append((name, _param_key(params[name], memo)))
+    return tuple(items)
+
+
+def _param_key(p, memo):
+    if isinstance(p, ClosedJaxpr):
+        return ("closed", jaxpr_key(p.jaxpr, memo), tuple(jax.typeof(c) for c in p.consts))
+    if isinstance(p, Jaxpr):
+        return ("jaxpr", jaxpr_key(p, memo))
+    if isinstance(p, (tuple, list)):
+        return (type(p).__name__, tuple(_param_key(x, memo) for x in p))
+    if callable(p) and not isinstance(p, type):
+        raise Unkeyable
+    if isinstance(p, np.ndarray) or isinstance(p, jax.Array):
+        raise Unkeyable
+    try:
+        hash(p)
+    except TypeError as e:
+        raise Unkeyable from e
+    return p
+
+
+def closed_key(closed: ClosedJaxpr):
+    """Key for a closed jaxpr: its structure and the types (not values) of its constants."""
+    try:
+        return (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts))
+    except Unkeyable:
+        return None
