@@ -1,3 +1,11 @@
-"""Differentiation rules, one module per primitive family. Importing registers them."""
+"""Differentiation rules, one module per primitive family. Importing this package registers them.
 
-from . import calls, elementwise, structural  # noqa: F401
+Every module in this package is imported, so a new family is a new file: nothing to list here.
+"""
+
+import importlib
+import pkgutil
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
