@@ -46,7 +46,7 @@ def raises(exc_type, *patterns):
 x2 = jnp.ones(2)
 
 
-# --- grad: outputs and inputs ----------------------------------------------------------------------
+# --- grad: outputs and inputs ---------------------------------------------------------------------
 
 
 def test_grad_non_scalar_output():
@@ -96,7 +96,7 @@ def test_not_a_jax_type():
         T.grad(lambda x: x)("a")
 
 
-# --- argnums -----------------------------------------------------------------------------------------
+# --- argnums --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("api", [T.grad, T.value_and_grad, T.jacrev, T.jacfwd])
@@ -124,7 +124,7 @@ def test_argnums_empty():
         T.grad(lambda x: x, argnums=())
 
 
-# --- has_aux -------------------------------------------------------------------------------------------
+# --- has_aux --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_has_aux_triple():
         T.grad(lambda x: (x, 1.0, 2.0), has_aux=True)(1.0)
 
 
-# --- jvp tangents ------------------------------------------------------------------------------------
+# --- jvp tangents ---------------------------------------------------------------------------------
 
 
 def test_jvp_tangent_shape():
@@ -186,7 +186,7 @@ def test_linearized_tangent_shape():
         f_jvp(jnp.ones(3))
 
 
-# --- vjp cotangents ----------------------------------------------------------------------------------
+# --- vjp cotangents -------------------------------------------------------------------------------
 
 
 def test_vjp_cotangent_shape():
@@ -213,7 +213,7 @@ def test_linear_transpose_cotangent_shape():
         f_t(jnp.ones(3))
 
 
-# --- primitives without rules ------------------------------------------------------------------------
+# --- primitives without rules ---------------------------------------------------------------------
 
 
 def test_unknown_primitive_forward():
@@ -251,7 +251,7 @@ def test_jvp_rule_that_is_not_linear_in_tangents():
         del jvp_rules[bar_p]
 
 
-# --- Python control flow on traced values ----------------------------------------------------------
+# --- Python control flow on traced values ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -281,7 +281,7 @@ def test_python_control_flow(fun, api):
     assert isinstance(info.value, TracedControlFlowError)
 
 
-# --- reverse mode through while_loop -------------------------------------------------------------------
+# --- reverse mode through while_loop --------------------------------------------------------------
 
 
 def test_while_loop_reverse_mode():
