@@ -59,6 +59,11 @@ class _LRU:
 
 _programs = _LRU()
 
+# XLA's compile time grows faster than linearly in program length (a 30,000-op chain does not
+# finish compiling in minutes), so derivative programs longer than this run op by op instead,
+# as JAX's own eager autodiff does: slower per op, but linear in the length.
+MAX_COMPILED_EQNS = 2000
+
 
 def clear_caches() -> None:
     """Drop every cached derivative program (compiled or not)."""
@@ -76,7 +81,7 @@ def _is_eager(closed: ClosedJaxpr, *value_lists) -> bool:
 class JVPProgram:
     jaxpr: ClosedJaxpr  # consts + primals + nonzero tangents -> outs + nonzero tangent outs
     out_nonzeros: tuple[bool, ...]
-    cached: bool  # False when the traced program could not be keyed: then it is not compiled
+    cached: bool  # False when the program could not be keyed or is too long: not compiled
 
 
 def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
@@ -108,7 +113,8 @@ def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
         *(_sds(a) for a, nz in zip(tangent_avals, nonzeros) if nz),
     ]
     traced = jax.make_jaxpr(jvp_fun)(*avals)
-    return _programs.put(key, JVPProgram(traced, out_nz_box[-1], key is not None))
+    compile_ok = key is not None and len(traced.jaxpr.eqns) <= MAX_COMPILED_EQNS
+    return _programs.put(key, JVPProgram(traced, out_nz_box[-1], compile_ok))
 
 
 def _sds(aval):
@@ -170,7 +176,7 @@ class Linearized:
     nonzeros: tuple[bool, ...]
     n_outs: int
     tangent_outs: tuple[int, ...]  # which outputs have a (possibly) nonzero tangent
-    cached: bool  # False when the traced program could not be keyed: then it is not compiled
+    cached: bool  # False when the program could not be keyed or is too long: not compiled
 
     @property
     def num_residuals(self) -> int:
@@ -205,7 +211,9 @@ def linearize_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> Linear
     tangent_outs = tuple(
         i for i, unknown in zip(nz_out_idx, split.out_unknowns[n_outs:], strict=True) if unknown
     )
-    return _programs.put(key, Linearized(split, nonzeros, n_outs, tangent_outs, key is not None))
+    n_eqns = len(split.known.jaxpr.eqns) + len(split.linear.eqns)
+    compile_ok = key is not None and n_eqns <= MAX_COMPILED_EQNS
+    return _programs.put(key, Linearized(split, nonzeros, n_outs, tangent_outs, compile_ok))
 
 
 def linearize_flat(closed: ClosedJaxpr, primals: Sequence, nonzeros: tuple[bool, ...]):
