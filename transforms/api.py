@@ -70,7 +70,8 @@ def _trace(fun, args, has_aux: bool, api_name: str):
             if not (isinstance(res, tuple | list) and len(res) == 2):
                 raise TypeError(
                     f"{api_name} with has_aux=True expects the function to return a pair "
-                    f"(output, auxiliary_data), but it returned {_describe(res)}."
+                    f"(output, auxiliary_data), but it returned {_describe(res)}. Return "
+                    "`(output, aux)`, or drop has_aux=True."
                 )
             return tuple(res)
 
@@ -85,7 +86,15 @@ def _trace(fun, args, has_aux: bool, api_name: str):
 def _describe(x):
     if isinstance(x, tuple | list):
         return f"a {type(x).__name__} of length {len(x)}"
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return f"a single array of shape {tuple(x.shape)} and dtype {_dtype_name(x.dtype)}"
     return f"a value of type {type(x).__name__}"
+
+
+def _dtype_name(dt) -> str:
+    # np.dtype(float0).name is 'void'; say what JAX calls it.
+    dt = np.dtype(dt)
+    return "float0" if dt == dtypes.float0 else dt.name
 
 
 def _split_aux(flat_outs, out_tree, aux_tree):
@@ -114,11 +123,18 @@ def _norm_argnums(argnums, api_name):
 def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
     n = len(args)
     for a in argnums:
+        if a < -n:
+            raise TypeError(
+                f"{api_name}: argnums={argnums} is out of range for a call with {n} positional "
+                f"arguments (valid argnums are {-n} to {n - 1}). Pass the argument to "
+                "differentiate positionally, or fix argnums."
+            )
         if not -n <= a < n:
             raise TypeError(
                 f"{api_name}: differentiating with respect to argnums={argnums} requires at "
                 f"least {max(argnums) + 1} positional arguments to be passed by the caller, "
-                f"but got only {n} positional arguments."
+                f"but got only {n} positional arguments. Pass the argument to differentiate "
+                "positionally (keyword arguments are not differentiated), or fix argnums."
             )
     argnums = tuple(a % n for a in argnums)
     dyn = tuple(args[i] for i in argnums)
@@ -161,7 +177,9 @@ def _check_input_dtype_grad(api_name, holomorphic, allow_int, x):
 def _check_output_grad(api_name, holomorphic, aval):
     if aval.shape != ():
         raise TypeError(
-            f"Gradient only defined for scalar-output functions. Output had shape: {aval.shape}."
+            f"Gradient only defined for scalar-output functions. Output had shape: {aval.shape}. "
+            "Reduce the output to a scalar (e.g. jnp.sum), or use transforms.vjp or "
+            "transforms.jacrev for non-scalar outputs."
         )
     dt = aval.dtype
     if holomorphic:
@@ -211,13 +229,16 @@ def _check_tangent(p, t, api_name="jvp"):
         raise TypeError(
             f"primal and tangent arguments to {api_name} do not match; dtypes must be equal, or "
             "in case of int/bool primal dtype the tangent dtype must be float0. "
-            f"Got primal dtype {p_dtype.name} and so expected tangent dtype {expected.name}, "
-            f"but got tangent dtype {t_dtype.name} instead."
+            f"Got primal dtype {_dtype_name(p_dtype)} and so expected tangent dtype "
+            f"{_dtype_name(expected)}, but got tangent dtype {_dtype_name(t_dtype)} instead. "
+            "Cast the tangent, e.g. `t.astype(x.dtype)`, or pass "
+            "`np.zeros(x.shape, jax.dtypes.float0)` for an integer primal."
         )
     if np.shape(p) != np.shape(t):
         raise ValueError(
             f"{api_name} called with different primal and tangent shapes; "
-            f"Got primal shape {np.shape(p)} and tangent shape as {np.shape(t)}."
+            f"Got primal shape {np.shape(p)} and tangent shape as {np.shape(t)}. Each tangent "
+            "must have its primal's shape."
         )
 
 
@@ -317,15 +338,17 @@ def _check_cotangents(ct_flat, out_avals):
         if np.shape(ct) != aval.shape:
             raise ValueError(
                 f"Shape of cotangent input to vjp pullback function {np.shape(ct)} must be the "
-                f"same as the shape of corresponding primal output {aval.shape}."
+                f"same as the shape of corresponding primal output {aval.shape}. Pass one "
+                "cotangent per output, shaped like it (e.g. `jnp.ones_like(out)`)."
             )
         if ct_dtype != expected and not (
             expected == dtypes.float0 and ct_dtype == dtypes.float0
         ):
             raise TypeError(
-                f"Type of cotangent input to vjp pullback function ({ct_dtype.name}) is not the "
-                f"expected tangent type ({expected.name}) of corresponding primal output with "
-                f"dtype {aval.dtype.name}."
+                f"Type of cotangent input to vjp pullback function ({_dtype_name(ct_dtype)}) is "
+                f"not the expected tangent type ({_dtype_name(expected)}) of corresponding "
+                f"primal output with dtype {_dtype_name(aval.dtype)}. Cast the cotangent to "
+                f"{_dtype_name(expected)}."
             )
 
 
@@ -411,7 +434,8 @@ def value_and_grad(
             shapes = [v.aval.shape for v in closed.jaxpr.outvars[: out_tree.num_leaves]]
             raise TypeError(
                 "Gradient only defined for scalar-output functions. Output was a "
-                f"{out_tree} with leaf shapes {shapes}."
+                f"{out_tree} with leaf shapes {shapes}. Return a single scalar (with has_aux=True "
+                "to also return other values), or use transforms.vjp / transforms.jacrev."
             )
         out_aval = closed.jaxpr.outvars[0].aval
         _check_output_grad(api_name, holomorphic, out_aval)
@@ -482,8 +506,8 @@ def linear_transpose(fun: Callable, *primals, reduce_axes=()):
                 f"integer -> integer functions, but got {_dtype(x).name} input."
             )
     closed, out_tree = trace_flat(fun, in_tree, _avals(flat))
-    from .partial_eval import partial_eval
     from .interpreter import eval_jaxpr
+    from .partial_eval import partial_eval
     from .transpose import backward_pass
 
     split = partial_eval(closed, [True] * len(flat))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import jax
 from jax.extend.core import ClosedJaxpr
 
+from .errors import MissingRuleError
 from .interpreter import eval_jaxpr
 from .jvp import jvp_eval
 from .partial_eval import Split, partial_eval
@@ -182,7 +183,15 @@ def linearize_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> Linear
     lin = _programs.get(key)
     if lin is not None:
         return lin
-    prog = jvp_program(closed, nonzeros)
+    try:
+        prog = jvp_program(closed, nonzeros)
+    except MissingRuleError as e:
+        if e.mode != "forward":
+            raise
+        # Reverse mode linearizes with the JVP rule first: the user asked for reverse mode.
+        raise MissingRuleError(
+            e.primitive, "reverse", " Reverse mode needs its JVP rule, then a transpose rule."
+        ) from None
     n_consts, n_primals = len(closed.jaxpr.constvars), len(closed.jaxpr.invars)
     n_outs = len(closed.jaxpr.outvars)
     n_nz_out = sum(prog.out_nonzeros)

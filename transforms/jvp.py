@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import jax
 from jax.extend.core import Jaxpr, Primitive
 
+from .errors import MissingRuleError
 from .interpreter import bind, interpret
 from .zeros import Zero, add_tangents, instantiate, tangent_aval
 
@@ -20,10 +21,7 @@ jvp_rules: dict[Primitive, Callable] = {}
 
 
 def _no_rule(prim, mode: str):
-    return NotImplementedError(
-        f"Differentiation rule for '{prim.name}' not implemented ({mode} mode). "
-        "Wrap the computation in jax.custom_jvp to give it a rule, or open an issue."
-    )
+    return MissingRuleError(prim.name, mode)
 
 
 def aval_of(x):
