@@ -25,24 +25,22 @@ def run(quick: bool = False, out: Path | None = None, others: bool = True, log=p
     from . import harness, workloads
     from .workloads import chain_cases, dense_cases
 
-    if not others:
-        workloads.installed = lambda module: False
     out = out or HERE
     plot_dir = out / "results" if out == HERE else out
     plot_dir.mkdir(parents=True, exist_ok=True)
     if quick:
-        dense = dense_cases(mlp_sizes=(8, 16, 4), batch=4, n=6)
-        chains = chain_cases(sizes=(10, 40), others_up_to=10)
+        dense = dense_cases(mlp_sizes=(8, 16, 4), batch=4, n=6, others=others)
+        chains = chain_cases(sizes=(10, 40), others_up_to=10 if others else 0)
         budget = 0.05
     else:
-        dense = dense_cases()
-        chains = chain_cases()
+        dense = dense_cases(others=others)
+        chains = chain_cases(others_up_to=1000 if others else 0)
         budget = 2.0
 
     results = []
     started = time.perf_counter()
     for case in [*dense, *chains]:
-        r = harness.time_case(case, budget_s=budget, min_reps=3 if quick else 7)
+        r = harness.time_case(case, budget_s=budget, min_reps=2 if quick else 7)
         results.append(r)
         log(
             f"{case.workload:>9} {case.mode:>5} n={case.size:<6} ratio {r.ratio:5.2f} "

@@ -110,7 +110,7 @@ def _cold_build(f, x):
     return jax.make_jaxpr(T.grad(f))(x)
 
 
-def dense_cases(mlp_sizes=(256, 512, 512, 10), batch=128, n=400) -> list[Case]:
+def dense_cases(mlp_sizes=(256, 512, 512, 10), batch=128, n=400, others=True) -> list[Case]:
     """MLP gradient, Hessian, jacfwd, jacrev and hvp; under jax.jit and eagerly."""
     params = mlp_params(mlp_sizes)
     rng = np.random.default_rng(2)
@@ -134,7 +134,7 @@ def dense_cases(mlp_sizes=(256, 512, 512, 10), batch=128, n=400) -> list[Case]:
         "hvp": _hvp_jax(f),
     }
     sizes = {"mlp grad": sum(w.size + b.size for w, b in params)}
-    others = _other_dense(mlp_sizes, batch, n, params, xb, yb, a, x, v)
+    others = _other_dense(params, xb, yb, a, x, v) if others else {}
     cases = []
     for mode in ("jit", "eager"):
         for name, (fn, args) in ours.items():
@@ -178,7 +178,7 @@ def chain_cases(sizes=(100, 1000, 4000, 10000), eager=True, others_up_to=1000) -
 # --- other frameworks ---------------------------------------------------------------------------
 
 
-def _other_dense(mlp_sizes, batch, n, params, xb, yb, a, x, v) -> dict:
+def _other_dense(params, xb, yb, a, x, v) -> dict:
     out = {}
     if installed("tensorflow"):
         out["TensorFlow"] = _tf_dense(params, xb, yb, a, x, v)
