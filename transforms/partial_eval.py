@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from jax.extend.core import ClosedJaxpr, DebugInfo, Jaxpr, Literal
 
 from .interpreter import dce_eqns
 
@@ -59,8 +59,20 @@ def partial_eval(
 
     known_invars = [v for v, u in zip(jaxpr.invars, unknowns, strict=True) if not u]
     unknown_invars = [v for v, u in zip(jaxpr.invars, unknowns, strict=True) if u]
-    known = Jaxpr(jaxpr.constvars, known_invars, [*known_outvars, *residuals], known_eqns)
-    linear = Jaxpr([], [*residuals, *unknown_invars], unknown_outvars, unknown_eqns)
+    known = Jaxpr(
+        jaxpr.constvars,
+        known_invars,
+        [*known_outvars, *residuals],
+        known_eqns,
+        debug_info=_debug_info("known", len(known_invars), len(known_outvars) + len(residuals)),
+    )
+    linear = Jaxpr(
+        [],
+        [*residuals, *unknown_invars],
+        unknown_outvars,
+        unknown_eqns,
+        debug_info=_debug_info("linear", len(residuals) + len(unknown_invars), len(unknown_outvars)),
+    )
     return Split(ClosedJaxpr(known, closed.consts), linear, out_unknowns, len(residuals))
 
 
@@ -69,3 +81,12 @@ def _ordered(live: set, jaxpr: Jaxpr, known_eqns) -> list:
     for eqn in known_eqns:
         order.extend(eqn.outvars)
     return [v for v in order if v in live]
+
+
+def _debug_info(part: str, n_in: int, n_out: int) -> DebugInfo:
+    return DebugInfo(
+        f"transforms.partial_eval ({part} part)",
+        None,
+        tuple(f"in{i}" for i in range(n_in)),
+        tuple(f"out{i}" for i in range(n_out)),
+    )
