@@ -89,7 +89,7 @@ def test_changed_structure_and_global_are_never_stale(api):
 
         def f(x, n=n):
             for _ in range(n):
-                x = jnp.sin(x) * _POWER
+                x = jnp.sin(x) * _POWER  # noqa: B023 - read at trace time, on purpose
             return jnp.sum(x)
 
         _check(api, f)
