@@ -534,6 +534,74 @@ def linear_transpose(fun: Callable, *primals, reduce_axes=()):
     return transpose_fn
 
 
+# --- eager calls: one compiled program per traced structure ---------------------------------------
+
+
+def _has_tracer(tree) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in tree_util.tree_leaves(tree))
+
+
+def _try_compiled(tag, f, dyn: tuple, extra, run):
+    """Eagerly, `run(g, dyn, extra)` as one compiled program cached on the traced jaxpr of `f`.
+
+    `g` stands in for `f` (same pytrees in and out), rebuilt from its jaxpr with the constants as
+    inputs: a changed closure changes the jaxpr or the constants, never serves a stale program.
+    Tracing `f` alone is much cheaper than running a vmapped or nested transform op by op.
+    Returns `engine.MISS` under an outer trace, or when `f` cannot be traced or keyed; the caller
+    then runs the transform directly (and raises whatever error is due).
+    """
+    if _has_tracer((dyn, extra)):
+        return engine.MISS
+    try:
+        flat, in_tree = _flatten_args(dyn)
+        closed, out_tree = trace_flat(f, in_tree, _avals(flat))
+    except Exception:  # noqa: BLE001 - the direct path reports the error properly
+        return engine.MISS
+    extra_flat, extra_tree = tree_util.tree_flatten(extra)
+
+    def program(g_flat, args_flat, extra_flat):
+        def g(*args):
+            return tree_util.tree_unflatten(out_tree, g_flat(*tree_util.tree_flatten(args)[0]))
+
+        args = tree_util.tree_unflatten(in_tree, args_flat)
+        return run(g, args, tree_util.tree_unflatten(extra_tree, extra_flat))
+
+    tag = (tag, in_tree, out_tree, extra_tree)
+    return engine.run_compiled(tag, closed, program, flat, extra_flat)
+
+
+def _compiled_when_eager(api_name: str, config: tuple, fun, argnums, direct, make):
+    """Wrap `direct` (the transform of `fun`) so eager calls run one cached compiled program.
+
+    `make(g, argnums)` builds the same transform of another function; `config` lists every
+    other option it depends on (it is part of the cache key).
+    """
+    argnums_t = _norm_argnums(argnums, api_name)
+    int_argnums = isinstance(argnums, int | np.integer)
+
+    @wraps(fun)
+    def call(*args, **kwargs):
+        if _has_tracer((args, kwargs)):
+            return direct(*args, **kwargs)
+        f = partial(fun, **kwargs) if kwargs else fun
+        try:
+            f_partial, dyn = _argnums_partial(f, args, argnums_t, api_name)
+        except TypeError:
+            return direct(*args, **kwargs)
+        # Inside the program `g` takes the differentiated arguments only, in order.
+        g_argnums = 0 if int_argnums else tuple(range(len(dyn)))
+        out = _try_compiled(
+            (api_name, config, g_argnums),
+            f_partial,
+            dyn,
+            None,
+            lambda g, dyn, _: make(g, g_argnums)(*dyn),
+        )
+        return direct(*args, **kwargs) if out is engine.MISS else out
+
+    return call
+
+
 # --- Jacobians and Hessians -----------------------------------------------------------------------
 
 
@@ -637,7 +705,15 @@ def jacfwd(
             )
         return (jac_tree, aux) if has_aux else jac_tree
 
-    return jacfun
+    config = (has_aux, holomorphic, chunk_size)
+    return _compiled_when_eager(
+        "jacfwd",
+        config,
+        fun,
+        argnums,
+        jacfun,
+        lambda g, a: jacfwd(g, a, has_aux, holomorphic, chunk_size=chunk_size),
+    )
 
 
 def _unravel_in(j, dyn_flat, dyn_tree, out_shape, first):
@@ -722,7 +798,15 @@ def jacrev(
             )
         return (jac_tree, res[2]) if has_aux else jac_tree
 
-    return jacfun
+    config = (has_aux, holomorphic, allow_int, chunk_size)
+    return _compiled_when_eager(
+        "jacrev",
+        config,
+        fun,
+        argnums,
+        jacfun,
+        lambda g, a: jacrev(g, a, has_aux, holomorphic, allow_int, chunk_size=chunk_size),
+    )
 
 
 def jacobian(
@@ -778,7 +862,14 @@ def hessian(
       >>> transforms.hessian(lambda x: jnp.sum(x**3))(jnp.ones(2))
       Array([[6., 0.], [0., 6.]], dtype=float32)
     """
-    return jacfwd(jacrev(fun, argnums, has_aux, holomorphic), argnums, has_aux, holomorphic)
+
+    def make(f, argnums):
+        return jacfwd(jacrev(f, argnums, has_aux, holomorphic), argnums, has_aux, holomorphic)
+
+    # Eagerly, trace `fun` once and compile the whole Hessian (not jacrev(fun) on every call).
+    return _compiled_when_eager(
+        "hessian", (has_aux, holomorphic), fun, argnums, make(fun, argnums), make
+    )
 
 
 def hvp(fun: Callable, primals, tangents):
@@ -796,9 +887,14 @@ def hvp(fun: Callable, primals, tangents):
             "hvp: primals and tangents must be tuples or lists of the function's arguments; "
             f"found {type(primals).__name__} and {type(tangents).__name__}."
         )
+    out = _try_compiled("hvp", fun, tuple(primals), tuple(tangents), _hvp_direct)
+    return _hvp_direct(fun, tuple(primals), tuple(tangents)) if out is engine.MISS else out
+
+
+def _hvp_direct(fun, primals: tuple, tangents: tuple):
     argnums = tuple(range(len(primals)))
     g = grad(fun, argnums=argnums[0] if len(primals) == 1 else argnums)
-    return jvp(g, tuple(primals), tuple(tangents))[1]
+    return jvp(g, primals, tangents)[1]
 
 
 _unused: Any = operator

@@ -296,5 +296,35 @@ def value_and_grad_flat(
     return compiled(list(closed.consts), list(primals), [s for s in seed if s is not None])
 
 
+# --- whole transforms, compiled for eager calls ------------------------------------------------
+
+MISS = object()  # run_compiled's answer when the program cannot be cached: run it directly
+
+
+def run_compiled(tag, closed: ClosedJaxpr, program, args_flat: Sequence, extra_flat: Sequence):
+    """Eagerly run `program(g, args_flat, extra_flat)` as one jitted program, built once.
+
+    `g` evaluates `closed`'s jaxpr (flat arguments to flat outputs) with the constants passed in
+    as inputs, so the compiled program serves every function that traces to the same structure
+    (`tag` must name everything else `program` depends on) and never a stale constant. Returns
+    `MISS` when `closed` cannot be keyed or closes over a tracer of an enclosing transform.
+    """
+    if any_tracer(closed.consts):
+        return MISS
+    key = closed_key(closed)
+    if key is None:
+        return MISS
+    key = ("compiled", tag, key)
+    fn = _programs.get(key)
+    if fn is None:
+        jaxpr = closed.jaxpr
+
+        def compiled(consts, args_flat, extra_flat):
+            return program(lambda *a: eval_jaxpr(jaxpr, consts, *a), args_flat, extra_flat)
+
+        fn = _programs.put(key, jax.jit(compiled))
+    return fn(list(closed.consts), list(args_flat), list(extra_flat))
+
+
 def zeros_for(avals) -> list:
     return [zeros_like_aval(a) for a in avals]
