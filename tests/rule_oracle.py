@@ -44,7 +44,8 @@ def check_rule(
 ):  # fmt: skip
     """Check `f`'s derivatives in both modes (and second order if `order >= 2`).
 
-    `jax_oracle=False` where JAX has no rule (then finite differences are the reference);
+    `jax_oracle=False` where JAX has no rule (then finite differences are the reference),
+    `"jvp"` where JAX has a forward rule only;
     `fd=False` at kinks, where only JAX's convention is defined.
     """
     rng = np.random.default_rng(seed)
@@ -72,7 +73,7 @@ def check_rule(
     ct = jax.tree.map(lambda o: jnp.asarray(_rand_like(rng, o)), out)
     _, vjp_fn = transforms.vjp(f, *args)
     ct_args = vjp_fn(ct)
-    if jax_oracle:
+    if jax_oracle is True:
         _close(ct_args, jax.vjp(f, *args)[1](ct), rtol, atol, "vjp against jax.vjp")
     lhs, rhs = _pair(ct, out_dot), _pair(ct_args, tangents)
     np.testing.assert_allclose(lhs, rhs, rtol=1e-9, atol=1e-9, err_msg="<ct, J t> != <J^T ct, t>")
