@@ -1,0 +1,4 @@
+"""Placeholder replaced below."""
+from types import SimpleNamespace
+
+optimizers = SimpleNamespace()
