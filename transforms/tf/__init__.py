@@ -130,7 +130,9 @@ def print(*inputs, **kwargs):  # noqa: A001  (TF's name)
     """Print tensors' values (TF's `tf.print`); inside tf.function this happens at trace time."""
     import builtins
 
-    builtins.print(*[x.numpy() if isinstance(x, Tensor | Variable) else x for x in inputs], **kwargs)
+    builtins.print(
+        *[x.numpy() if isinstance(x, Tensor | Variable) else x for x in inputs], **kwargs
+    )
 
 
 __all__ = [

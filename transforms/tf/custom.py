@@ -12,7 +12,6 @@ from .core import apply, lifted_variables, paused, state
 from .ops import _t
 from .tape import flatten
 from .tensor import Tensor, is_float
-from .variable import Variable
 
 
 def _wrap(values):
@@ -75,7 +74,9 @@ def custom_gradient(f=None):
             return tuple(_unwrap_out(run(values)[0])[0])
 
         def fwd(*values):
-            return op(*values), values
+            # Not `op(*values)`: a custom_vjp call nested in its own fwd trips the core's
+            # interpreter (see the report); running the body again is the same value.
+            return tuple(_unwrap_out(run(values)[0])[0]), values
 
         def bwd(values, cts):
             _, grad_fn = run(values)
@@ -131,13 +132,20 @@ def cond(pred, true_fn=None, false_fn=None, name=None):
     a, b = true_fn(), false_fn()
     fa, tree = flatten(a)
     fb, _ = flatten(b)
-    return jax.tree_util.tree_unflatten(
-        tree, [where(p, x, y) for x, y in zip(fa, fb, strict=True)]
-    )
+    return jax.tree_util.tree_unflatten(tree, [where(p, x, y) for x, y in zip(fa, fb, strict=True)])
 
 
-def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations=10,
-               back_prop=True, swap_memory=False, maximum_iterations=None, name=None):
+def while_loop(
+    cond,
+    body,
+    loop_vars,
+    shape_invariants=None,
+    parallel_iterations=10,
+    back_prop=True,
+    swap_memory=False,
+    maximum_iterations=None,
+    name=None,
+):
     """Repeat `loop_vars = body(*loop_vars)` while `cond(*loop_vars)`; eagerly, a Python loop
     whose ops are all recorded (so it is differentiable on a tape).
 

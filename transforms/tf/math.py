@@ -69,7 +69,8 @@ from .ops import (  # noqa: F401
 
 
 def log_sigmoid(x, name=None):
-    from .ops import _t, apply
     import jax.numpy as jnp
+
+    from .ops import _t, apply
 
     return apply(lambda v: -(jnp.maximum(-v, 0) + jnp.log1p(jnp.exp(-jnp.abs(v)))), [_t(x)])

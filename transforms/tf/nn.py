@@ -26,8 +26,9 @@ __all__ = [
 
 
 def relu6(features, name=None):
-    return apply(lambda x: jnp.where(x > 0, jnp.where(x < 6, x, 6.0), 0.0).astype(x.dtype),
-                 [_t(features)])
+    return apply(
+        lambda x: jnp.where(x > 0, jnp.where(x < 6, x, 6.0), 0.0).astype(x.dtype), [_t(features)]
+    )
 
 
 def elu(features, name=None):

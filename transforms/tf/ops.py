@@ -66,9 +66,7 @@ def constant(value, dtype=None, shape=None, name="Const") -> Tensor:
 
 
 def _is_python(x) -> bool:
-    return isinstance(x, int | float | complex | bool | list | tuple) and not isinstance(
-        x, Tensor
-    )
+    return isinstance(x, int | float | complex | bool | list | tuple) and not isinstance(x, Tensor)
 
 
 def _t(x) -> Tensor:
@@ -320,7 +318,9 @@ def squeeze(input, axis=None, name=None):
 def _tensors(values):
     ts = [_t(v) if isinstance(v, Tensor | Variable) else None for v in values]
     dtype = next((t.dtype for t in ts if t is not None), None)
-    return [t if t is not None else Tensor(_as_value(v, dtype)) for t, v in zip(ts, values, strict=True)]
+    return [
+        t if t is not None else Tensor(_as_value(v, dtype)) for t, v in zip(ts, values, strict=True)
+    ]
 
 
 def concat(values, axis, name="concat"):
@@ -362,7 +362,9 @@ def gather(params, indices, validate_indices=None, axis=None, batch_dims=0, name
     ax = 0 if axis is None else int(axis)
     idx = _t(indices)._value
     if batch_dims:
-        raise NotImplementedError("tf.gather with batch_dims is not supported; use tf.vectorized_map-free indexing instead.")
+        raise NotImplementedError(
+            "tf.gather with batch_dims is not supported; use tf.vectorized_map-free indexing instead."
+        )
     return apply(lambda v: jnp.take(v, idx, axis=ax), [_t(params)])
 
 
@@ -378,16 +380,29 @@ def where(condition, x=None, y=None, name=None):
 
 def clip_by_value(t, clip_value_min, clip_value_max, name=None):
     x = _t(t)
-    lo, hi = _t(clip_value_min) if isinstance(clip_value_min, Tensor | Variable) else Tensor(
-        _as_value(clip_value_min, x.dtype)
-    ), _t(clip_value_max) if isinstance(clip_value_max, Tensor | Variable) else Tensor(
-        _as_value(clip_value_max, x.dtype)
+    lo, hi = (
+        _t(clip_value_min)
+        if isinstance(clip_value_min, Tensor | Variable)
+        else Tensor(_as_value(clip_value_min, x.dtype)),
+        _t(clip_value_max)
+        if isinstance(clip_value_max, Tensor | Variable)
+        else Tensor(_as_value(clip_value_max, x.dtype)),
     )
     return apply(lambda v, a, b: jnp.minimum(jnp.maximum(v, a), b), [x, lo, hi])
 
 
-def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_b=False,
-           a_is_sparse=False, b_is_sparse=False, output_type=None, name=None):
+def matmul(
+    a,
+    b,
+    transpose_a=False,
+    transpose_b=False,
+    adjoint_a=False,
+    adjoint_b=False,
+    a_is_sparse=False,
+    b_is_sparse=False,
+    output_type=None,
+    name=None,
+):
     """Matrix product of the last two axes (batched over leading axes), TF's `tf.matmul`."""
     a, b = _pair(a, b)
     ta, tb = transpose_a or adjoint_a, transpose_b or adjoint_b
@@ -446,11 +461,15 @@ def _mean(v, axis, keepdims):
     return (jnp.sum(v, axis=axis, keepdims=keepdims) // n).astype(v.dtype)
 
 
-reduce_sum = _reduction(lambda v, axis, keepdims: jnp.sum(v, axis=axis, keepdims=keepdims).astype(v.dtype))
+reduce_sum = _reduction(
+    lambda v, axis, keepdims: jnp.sum(v, axis=axis, keepdims=keepdims).astype(v.dtype)
+)
 reduce_mean = _reduction(_mean)
 reduce_max = _reduction(jnp.max)
 reduce_min = _reduction(jnp.min)
-reduce_prod = _reduction(lambda v, axis, keepdims: jnp.prod(v, axis=axis, keepdims=keepdims).astype(v.dtype))
+reduce_prod = _reduction(
+    lambda v, axis, keepdims: jnp.prod(v, axis=axis, keepdims=keepdims).astype(v.dtype)
+)
 reduce_any = _reduction(jnp.any)
 reduce_all = _reduction(jnp.all)
 
@@ -475,11 +494,15 @@ def reduce_std(input_tensor, axis=None, keepdims=False, name=None):
 
 
 def argmax(input, axis=None, output_type=np.int64, name=None):
-    return Tensor(jnp.argmax(_t(input)._value, axis=0 if axis is None else int(axis)).astype(output_type))
+    return Tensor(
+        jnp.argmax(_t(input)._value, axis=0 if axis is None else int(axis)).astype(output_type)
+    )
 
 
 def argmin(input, axis=None, output_type=np.int64, name=None):
-    return Tensor(jnp.argmin(_t(input)._value, axis=0 if axis is None else int(axis)).astype(output_type))
+    return Tensor(
+        jnp.argmin(_t(input)._value, axis=0 if axis is None else int(axis)).astype(output_type)
+    )
 
 
 def norm(tensor, ord="euclidean", axis=None, keepdims=None, name=None):
@@ -502,7 +525,13 @@ def _getitem(x, key):
     def unwrap(k):
         if isinstance(k, Tensor | Variable):
             v = _t(k)._value
-            return v if isinstance(v, jax.core.Tracer) or v.ndim else int(v) if not is_float(v.dtype) else v
+            return (
+                v
+                if isinstance(v, jax.core.Tracer) or v.ndim
+                else int(v)
+                if not is_float(v.dtype)
+                else v
+            )
         if isinstance(k, tuple):
             return tuple(unwrap(i) for i in k)
         if isinstance(k, slice):
@@ -518,13 +547,17 @@ def _reflect(op):
 
 
 def _eq(self, other):
-    if other is None or not isinstance(other, Tensor | Variable | int | float | bool | list | tuple | np.ndarray | jax.Array):
+    if other is None or not isinstance(
+        other, Tensor | Variable | int | float | bool | list | tuple | np.ndarray | jax.Array
+    ):
         return False
     return equal(self, other)
 
 
 def _ne(self, other):
-    if other is None or not isinstance(other, Tensor | Variable | int | float | bool | list | tuple | np.ndarray | jax.Array):
+    if other is None or not isinstance(
+        other, Tensor | Variable | int | float | bool | list | tuple | np.ndarray | jax.Array
+    ):
         return True
     return not_equal(self, other)
 

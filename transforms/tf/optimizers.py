@@ -1,4 +1,5 @@
 """Placeholder replaced below."""
+
 from types import SimpleNamespace
 
 optimizers = SimpleNamespace()

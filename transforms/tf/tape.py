@@ -164,8 +164,10 @@ class GradientTape:
     # --- context ----------------------------------------------------------------------------------
     def __enter__(self):
         if self._recording:
-            raise ValueError("Tape is still recording, This can happen if you try to re-enter an "
-                             "already-active tape.")
+            raise ValueError(
+                "Tape is still recording, This can happen if you try to re-enter an "
+                "already-active tape."
+            )
         state.recorders.append(self)
         self._recording = True
         return self
