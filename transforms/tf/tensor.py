@@ -157,6 +157,12 @@ class Tensor:
         return int(self._value)
 
     def __bool__(self):
+        if isinstance(self._value, jax.core.Tracer):
+            raise TypeError(
+                "Using a symbolic tensor as a Python bool inside tf.function is not supported "
+                "(there is no AutoGraph): use tf.cond or tf.where, or call the function eagerly "
+                "(Python control flow on values works in eager mode and under a GradientTape)."
+            )
         if self._value.shape != ():
             raise ValueError(
                 f"The truth value of a tensor of shape {tuple(self.shape)} is ambiguous; reduce "
@@ -181,6 +187,8 @@ class Tensor:
 
     # --- printing ---------------------------------------------------------------------------------
     def __str__(self):
+        if isinstance(self._value, jax.core.Tracer):
+            return f'Tensor("symbolic", shape={tuple(self.shape)}, dtype={self.dtype.name})'
         text = str(self.numpy())
         if "\n" in text:
             text = "\n" + text

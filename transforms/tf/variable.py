@@ -33,9 +33,11 @@ class Variable:
     def __init__(self, initial_value=None, trainable=True, name=None, dtype=None, shape=None):
         if initial_value is None:
             raise ValueError("initial_value must be specified.")
-        if callable(initial_value):
-            initial_value = initial_value()
-        value = _as_value(initial_value, dtype)
+        # Concrete even when created while tf.function traces (optimizer slots on a first call).
+        with jax.ensure_compile_time_eval():
+            if callable(initial_value):
+                initial_value = initial_value()
+            value = _as_value(initial_value, dtype)
         if isinstance(value, jax.core.Tracer):
             raise ValueError(
                 "tf.Variable created from a symbolic tensor inside tf.function; create "
