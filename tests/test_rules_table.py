@@ -93,6 +93,7 @@ class Row:
     shapes: tuple = ((), (2, 3))
     dtypes: tuple = (F64, F32)
     fd: bool = True  # finite differences meaningful (False at kinks/ties, or no tangent)
+    oracle: bool = True  # JAX has a rule to compare with
     atol: float | None = None
     rtol: float | None = None
 
@@ -158,7 +159,8 @@ ROWS = [
     unary("ceil", lax.ceil, frac),
     unary("round", lax.round, frac),
     unary("is_finite", lambda x: lax.is_finite(x), prim="is_finite", fd=False),
-    Row("nextafter", lax.nextafter, (anyr, anyr), "nextafter"),
+    # JAX has no rule for nextafter; we treat it as piecewise constant (on the float grid).
+    Row("nextafter", lax.nextafter, (anyr, anyr), "nextafter", fd=False, oracle=False),
     *[
         Row(op, lambda x, y, op=op: getattr(lax, op)(x, y), (ties, ties), op, fd=False)
         for op in ("eq", "ne", "lt", "le", "gt", "ge")
@@ -166,7 +168,7 @@ ROWS = [
     Row("select_n", lambda p, x, y: lax.select_n(p, x, y), (bools, anyr, anyr), "select_n"),
     Row(
         "select_n_3way",
-        lambda i, x, y, z: lax.select_n(lax.clamp(0, i, 2), x, y, z),
+        lambda i, x, y, z: lax.select_n(lax.clamp(np.int32(0), i, np.int32(2)), x, y, z),
         (ints, anyr, anyr, anyr),
         "select_n",
     ),
@@ -273,9 +275,10 @@ def _make_args(row: Row, shape, dtype, seed=0):
 
 
 def _cases():
+    # float64 over every shape; other dtypes (oracle only) on the last, largest shape.
     for row in ROWS:
         for dtype in row.dtypes:
-            for shape in row.shapes:
+            for shape in row.shapes if dtype != F32 else row.shapes[-1:]:
                 yield pytest.param(row, shape, dtype, id=f"{row.name}-{np.dtype(dtype).name}-{shape}")
 
 
@@ -294,14 +297,21 @@ def test_rule(row, shape, dtype):
     args = _make_args(row, shape, dtype)
     prims = _primitives(jax.make_jaxpr(row.fun)(*args).jaxpr)
     assert row.prim in prims, f"row {row.name} does not exercise {row.prim}: {sorted(prims)}"
-    # 1. the oracle: JAX's own autodiff, values and types
-    assert_matches_jax(row.fun, args)
+    # 1. the oracle: JAX's own autodiff, values and types (our compiled eager path)
+    if row.oracle:
+        assert_matches_jax(row.fun, args)
+    else:
+        out_dots = transforms.jvp(row.fun, args, tuple(jnp.ones_like(a) for a in args))[1]
+        assert not np.any(np.asarray(out_dots)), f"{row.name}: expected a zero tangent"
     if dtype == F32 or not row.fd:
         return
-    # 2. finite differences, both modes, up to the row's order
-    check_grads(row.fun, args, row.order, atol=row.atol, rtol=row.rtol)
-    # 3. the transpose of the linearized program
-    check_transpose(row.fun, args)
+    # Finite differences evaluate the same derivative programs op by op: disabling jit skips
+    # an XLA compile per program (most of the cost) without changing what is computed.
+    with jax.disable_jit():
+        # 2. finite differences, both modes, up to the row's order
+        check_grads(row.fun, args, row.order, atol=row.atol, rtol=row.rtol)
+        # 3. the transpose of the linearized program
+        check_transpose(row.fun, args)
 
 
 # Python scalars give weak-typed values; the tangents and cotangents must stay weak like JAX's.
