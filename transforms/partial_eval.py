@@ -9,12 +9,19 @@ mode keeps only the residuals it needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal, Primitive
 
 from .interpreter import dce_eqns
+
+
+# Equations that must be split rather than sent whole to one side (a `shard_map` whose body
+# mixes primal and tangent work): `rule(eqn, in_unknowns) -> (known_eqns, unknown_eqns,
+# out_unknowns)`. The known equations may define extra variables (residuals) that the unknown
+# ones read; they are found like any other residual.
+partial_eval_rules: dict[Primitive, Callable] = {}
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,14 @@ def partial_eval(
     unknown_vars = {v for v, u in zip(jaxpr.invars, unknowns, strict=True) if u}
     known_eqns, unknown_eqns = [], []
     for eqn in jaxpr.eqns:
-        if any(type(v) is not Literal and v in unknown_vars for v in eqn.invars):
+        in_unknowns = [type(v) is not Literal and v in unknown_vars for v in eqn.invars]
+        rule = partial_eval_rules.get(eqn.primitive)
+        if rule is not None and any(in_unknowns) and not all(in_unknowns):
+            known, unknown, out_unknowns = rule(eqn, in_unknowns)
+            known_eqns.extend(known)
+            unknown_eqns.extend(unknown)
+            unknown_vars.update(v for v, u in zip(eqn.outvars, out_unknowns, strict=True) if u)
+        elif any(in_unknowns):
             unknown_vars.update(eqn.outvars)
             unknown_eqns.append(eqn)
         else:
