@@ -61,13 +61,9 @@ def interpret(
 
 def bind(eqn, invals):
     """Apply `eqn`'s primitive to `invals` (eagerly, or into whatever trace is current)."""
-    params = eqn.primitive.get_bind_params(eqn.params)
-    if "subfuns" in params:  # call-like primitives take their bodies as leading arguments
-        params = dict(params)
-        subfuns = params.pop("subfuns")
-        out = eqn.primitive.bind(*subfuns, *invals, **params)
-    else:
-        out = eqn.primitive.bind(*invals, **params)
+    # Call-like primitives (custom_jvp_call, ...) get their bodies back as a `subfuns` keyword,
+    # which their `bind` expects: bind exactly what `get_bind_params` returns, as JAX does.
+    out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
     return out if eqn.primitive.multiple_results else [out]
 
 
