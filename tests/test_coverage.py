@@ -130,3 +130,27 @@ def test_markdown_lists_every_primitive(rows):
     for name in rows:
         assert f"| `{name}` |" in md
     assert md.count("\n| `") == len(rows)
+
+
+# --- engine bugs the probes found, kept fixed ----------------------------------------------------
+
+
+def test_custom_jvp_with_a_zero_input_tangent():
+    # The custom_jvp equation is re-bound (not differentiated) when its input tangent is zero.
+    import transforms
+
+    f = lambda x, y: jax.nn.relu(y) * x + jax.nn.relu(x)
+    for argnums in (0, 1):
+        ours = transforms.grad(f, argnums)(1.5, 2.0)
+        assert np.allclose(ours, jax.grad(f, argnums)(1.5, 2.0))
+
+
+def test_closing_over_a_prng_key():
+    import transforms
+
+    key = jax.random.key(0)
+    f = lambda x: jnp.sum(x * jax.random.normal(key, (3,)))
+    x = jnp.arange(3.0)
+    assert np.allclose(transforms.grad(f)(x), jax.grad(f)(x))
+    g = lambda k, x: jnp.sum(x * jax.random.normal(k, (3,)))
+    assert np.allclose(transforms.grad(g, 1)(key, x), jax.grad(g, 1)(key, x))

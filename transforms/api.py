@@ -319,7 +319,9 @@ def _check_cotangents(ct_flat, out_avals):
                 f"Shape of cotangent input to vjp pullback function {np.shape(ct)} must be the "
                 f"same as the shape of corresponding primal output {aval.shape}."
             )
-        if ct_dtype != expected and not (expected == dtypes.float0 and ct_dtype == dtypes.float0):
+        if ct_dtype != expected and not (
+            expected == dtypes.float0 and ct_dtype == dtypes.float0
+        ):
             raise TypeError(
                 f"Type of cotangent input to vjp pullback function ({ct_dtype.name}) is not the "
                 f"expected tangent type ({expected.name}) of corresponding primal output with "
