@@ -154,3 +154,21 @@ def test_closing_over_a_prng_key():
     assert np.allclose(transforms.grad(f)(x), jax.grad(f)(x))
     g = lambda k, x: jnp.sum(x * jax.random.normal(k, (3,)))
     assert np.allclose(transforms.grad(g, 1)(key, x), jax.grad(g, 1)(key, x))
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_stack_both_modes(axis):
+    # jnp.stack is its own primitive in JAX 0.10; the coverage corpus found it missing.
+    import transforms
+
+    f = lambda x, y: jnp.sin(jnp.stack([x * y, x, y**2], axis=axis))
+    x, y = jnp.arange(1.0, 7.0).reshape(2, 3), jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
+    for argnums in (0, 1, (0, 1)):
+        ours = transforms.jacrev(f, argnums)(x, y)
+        assert jax.tree_util.tree_all(
+            jax.tree_util.tree_map(np.allclose, ours, jax.jacrev(f, argnums)(x, y))
+        )
+        ours_fwd = transforms.jacfwd(f, argnums)(x, y)
+        assert jax.tree_util.tree_all(
+            jax.tree_util.tree_map(np.allclose, ours_fwd, jax.jacfwd(f, argnums)(x, y))
+        )

@@ -285,6 +285,7 @@ def _corpus() -> list[tuple[str, Callable, tuple]]:
         ("jnp.broadcast_to", lambda x: jnp.broadcast_to(x, (2, 4)), (v,)),
         ("jnp.flip", jnp.flip, (v,)),
         ("jnp.concatenate", lambda x, y: jnp.concatenate([x, y]), (v, v)),
+        ("jnp.stack", lambda x, y: jnp.stack([x, y], axis=1), (v, v)),
         ("jnp.split", lambda x: jnp.split(x, 2), (v,)),
         ("jnp.pad", lambda x: jnp.pad(x, (1, 2)), (v,)),
         ("lax.pad (interior)", lambda x: lax.pad(x, np.float32(0), [(1, -1, 1)]), (v,)),
