@@ -132,8 +132,9 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
             )
         if a < -n:
             raise ValueError(
-                f"{api_name}: argnums={argnums} holds {a}, but a negative argument index must "
-                f"be at least -len(args) = {-n} ({n} positional arguments were passed)."
+                f"{api_name}: argnums={argnums} is out of range for a call with {n} positional "
+                f"arguments (valid argnums are {-n} to {n - 1}). Pass the argument to "
+                "differentiate positionally, or fix argnums."
             )
     argnums = tuple(a % n for a in argnums)
     dyn = tuple(args[i] for i in argnums)
