@@ -14,12 +14,16 @@ from .api import (
     value_and_grad,
     vjp,
 )
+from .debug import DerivativeNaNError, debug_nans, debug_nans_enabled
 from .engine import clear_caches
 from .errors import TracedControlFlowError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DerivativeNaNError",
+    "debug_nans",
+    "debug_nans_enabled",
     "TracedControlFlowError",
     "clear_caches",
     "grad",

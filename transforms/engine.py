@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import jax
 from jax.extend.core import ClosedJaxpr
 
+from . import debug as _debug
 from .interpreter import eval_jaxpr
 from .jvp import differentiation_mode, jvp_eval
 from .partial_eval import Split, partial_eval
@@ -86,7 +87,7 @@ class JVPProgram:
 def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
     """The JVP of `closed` as a jaxpr over (consts, primals, nonzero tangents)."""
     key = closed_key(closed)
-    key = key and ("jvp", key, nonzeros)
+    key = key and ("jvp", key, nonzeros, _debug.ENABLED)
     prog = _programs.get(key)
     if prog is not None:
         return prog
@@ -127,7 +128,7 @@ def jvp_flat(closed: ClosedJaxpr, primals: Sequence, tangents: Sequence):
         if not _is_eager(closed, primals, tangents):
             return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
         prog = jvp_program(closed, nonzeros)
-        if not prog.cached:
+        if not (prog.cached or _debug.ENABLED):
             return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
     compiled = _compiled("jvp", prog, None, lambda: jax.jit(_eval_closed(prog.jaxpr)))
     nz_tangents = [t for t in tangents if type(t) is not Zero]
@@ -146,6 +147,13 @@ def _eval_closed(closed: ClosedJaxpr):
 
 
 _compiled_cache = _LRU()
+_STAGES = {
+    "jvp": "forward-mode (JVP)",
+    "fwd": "linearize (primal and residuals)",
+    "lin": "linearized (tangent)",
+    "bwd": "reverse-mode (transposed)",
+    "grad": "gradient (forward and transposed)",
+}
 
 
 def _compiled(tag: str, program, extra, make):
@@ -154,6 +162,8 @@ def _compiled(tag: str, program, extra, make):
     Keyed on the program object's identity; the object itself is cached structurally, so equal
     traced programs share one compiled function.
     """
+    if _debug.ENABLED:  # not compiled: traced with attribution and run op by op, checked
+        return _debug.checked(make(), _STAGES.get(tag, tag))
     key = (tag, id(program), extra)
     entry = _compiled_cache.get(key)
     if entry is None or entry[0] is not program:
@@ -185,7 +195,7 @@ class Linearized:
 
 def linearize_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> Linearized:
     key = closed_key(closed)
-    key = key and ("linearize", key, nonzeros)
+    key = key and ("linearize", key, nonzeros, _debug.ENABLED)
     lin = _programs.get(key)
     if lin is not None:
         return lin
@@ -213,7 +223,7 @@ def linearize_flat(closed: ClosedJaxpr, primals: Sequence, nonzeros: tuple[bool,
     """Evaluate the primal part: returns `(outs, residuals, lin)`."""
     lin = linearize_program(closed, nonzeros)
     known = lin.split.known
-    if lin.cached and _is_eager(closed, primals):
+    if (lin.cached or _debug.ENABLED) and _is_eager(closed, primals):
         compiled = _compiled("fwd", lin, None, lambda: jax.jit(_eval_closed(known)))
         flat = compiled(*closed.consts, *primals)
     else:
@@ -224,7 +234,7 @@ def linearize_flat(closed: ClosedJaxpr, primals: Sequence, nonzeros: tuple[bool,
 def apply_linear(lin: Linearized, residuals: Sequence, nz_tangents: Sequence) -> list:
     """The linear map of a linearized program: tangent outputs (`Zero` where none)."""
     linear = lin.split.linear
-    if not lin.cached or any_tracer(residuals) or any_tracer(nz_tangents):
+    if not (lin.cached or _debug.ENABLED) or any_tracer(residuals) or any_tracer(nz_tangents):
         outs = eval_jaxpr(linear, [], *residuals, *nz_tangents)
     else:
         compiled = _compiled("lin", lin, None, lambda: jax.jit(lambda *a: eval_jaxpr(linear, [], *a)))
@@ -251,7 +261,11 @@ def transpose_linear(lin: Linearized, residuals: Sequence, cts: Sequence) -> lis
         ]
         return backward_pass(linear, [], residuals, mask, cts_lin)
 
-    if not lin.cached or any_tracer(residuals) or any_tracer([c for c in cts_lin if c is not None]):
+    if (
+        not (lin.cached or _debug.ENABLED)
+        or any_tracer(residuals)
+        or any_tracer([c for c in cts_lin if c is not None])
+    ):
         return run(residuals, cts_lin)
     present = tuple(ct is not None for ct in cts_lin)
 
@@ -272,7 +286,9 @@ def value_and_grad_flat(
     Eagerly this is one compiled program (forward and backward fused).
     """
     lin = linearize_program(closed, nonzeros)
-    if not lin.cached or not _is_eager(closed, primals, [s for s in seed if s is not None]):
+    if not (lin.cached or _debug.ENABLED) or not _is_eager(
+        closed, primals, [s for s in seed if s is not None]
+    ):
         outs, residuals, _ = linearize_flat(closed, primals, nonzeros)
         return outs, transpose_linear(lin, residuals, seed)
     present = tuple(s is not None for s in seed)
@@ -316,14 +332,18 @@ def run_compiled(tag, closed: ClosedJaxpr, program, args_flat: Sequence, extra_f
     if key is None:
         return MISS
     key = ("compiled", tag, key)
-    fn = _programs.get(key)
+    fn = None if _debug.ENABLED else _programs.get(key)
     if fn is None:
         jaxpr = closed.jaxpr
 
         def compiled(consts, args_flat, extra_flat):
             return program(lambda *a: eval_jaxpr(jaxpr, consts, *a), args_flat, extra_flat)
 
-        fn = _programs.put(key, jax.jit(compiled))
+        if _debug.ENABLED:  # not cached, not compiled: traced with attribution, run checked
+            name = tag[0][0] if isinstance(tag[0], tuple) else tag[0]
+            fn = _debug.checked(jax.jit(compiled), f"{name} (whole transform)")
+        else:
+            fn = _programs.put(key, jax.jit(compiled))
     return fn(list(closed.consts), list(args_flat), list(extra_flat))
 
 
