@@ -18,7 +18,7 @@ import jax
 from jax.extend.core import ClosedJaxpr
 
 from .interpreter import eval_jaxpr
-from .jvp import jvp_eval
+from .jvp import differentiation_mode, jvp_eval
 from .partial_eval import Split, partial_eval
 from .tracing import any_tracer, closed_key, shape_dtype
 from .transpose import backward_pass
@@ -117,11 +117,12 @@ def _sds(aval):
 def jvp_flat(closed: ClosedJaxpr, primals: Sequence, tangents: Sequence):
     """Primal outputs and output tangents (`Zero` where symbolically zero)."""
     nonzeros = tuple(type(t) is not Zero for t in tangents)
-    if not _is_eager(closed, primals, tangents):
-        return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
-    prog = jvp_program(closed, nonzeros)
-    if not prog.cached:
-        return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
+    with differentiation_mode("forward"):
+        if not _is_eager(closed, primals, tangents):
+            return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
+        prog = jvp_program(closed, nonzeros)
+        if not prog.cached:
+            return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
     compiled = _compiled("jvp", prog, None, lambda: jax.jit(_eval_closed(prog.jaxpr)))
     nz_tangents = [t for t in tangents if type(t) is not Zero]
     flat = compiled(*closed.consts, *primals, *nz_tangents)
@@ -182,7 +183,8 @@ def linearize_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> Linear
     lin = _programs.get(key)
     if lin is not None:
         return lin
-    prog = jvp_program(closed, nonzeros)
+    with differentiation_mode("reverse"):
+        prog = jvp_program(closed, nonzeros)
     n_consts, n_primals = len(closed.jaxpr.constvars), len(closed.jaxpr.invars)
     n_outs = len(closed.jaxpr.outvars)
     n_nz_out = sum(prog.out_nonzeros)
