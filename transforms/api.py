@@ -594,7 +594,7 @@ def _compiled_when_eager(api_name: str, config: tuple, fun, argnums, direct, mak
         f = partial(fun, **kwargs) if kwargs else fun
         try:
             f_partial, dyn = _argnums_partial(f, args, argnums_t, api_name)
-        except TypeError:
+        except (TypeError, ValueError):  # the direct path raises it, with its own message
             return direct(*args, **kwargs)
         # Inside the program `g` takes the differentiated arguments only, in order.
         g_argnums = 0 if int_argnums else tuple(range(len(dyn)))

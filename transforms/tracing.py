@@ -155,9 +155,18 @@ def _param_key(p, memo):
     return p
 
 
+_last_key: tuple = (None, None)  # (closed jaxpr, its key): one call asks up to three times
+
+
 def closed_key(closed: ClosedJaxpr):
     """Key for a closed jaxpr: its structure and the types (not values) of its constants."""
+    global _last_key
+    last_closed, last_key = _last_key
+    if last_closed is closed:  # jaxprs are immutable; holding it keeps its id from being reused
+        return last_key
     try:
-        return (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts))
+        key = (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts))
     except Unkeyable:
-        return None
+        key = None
+    _last_key = (closed, key)
+    return key
