@@ -244,32 +244,43 @@ jvp_rules[P.svd_p] = _svd_jvp
 
 def _eig_jvp(primals, tangents, *, compute_left_eigenvectors, compute_right_eigenvectors, **params):
     (a,), (da,) = primals, tangents
-    if compute_left_eigenvectors:
-        raise _unsupported("eig", "left eigenvectors")
-    outs = P.eig_p.bind(
-        a,
-        compute_left_eigenvectors=False,
-        compute_right_eigenvectors=True,
-        **params,
-    )
-    w, v = outs
-    # dw = diag(V^-1 dA V); dV = V (F ∘ V^-1 dA V), F_ij = 1 / (w_j - w_i), then the change of the
-    # unit-norm normalisation removed.
-    vinv_da_v = jnp.linalg.solve(v, _mm(da.astype(v.dtype), v))
-    dw = _diag(vinv_da_v)
-    if not compute_right_eigenvectors:
-        return [w], [dw]
-    if not params.get("enable_eigvec_derivs"):
+    if (compute_left_eigenvectors or compute_right_eigenvectors) and not params.get(
+        "enable_eigvec_derivs"
+    ):
         raise NotImplementedError(
             "Derivatives of non-symmetric eigenvectors are defined only up to assumptions JAX "
             "cannot check; call jax.lax.linalg.eig(..., enable_eigvec_derivs=True) to opt in, "
             "or differentiate only the eigenvalues (jnp.linalg.eigvals)."
         )
+    if compute_left_eigenvectors:
+        raise _unsupported("eig", "left eigenvectors; pass compute_left_eigenvectors=False")
+    outs = P.eig_p.bind(
+        a,
+        compute_left_eigenvectors=False,
+        compute_right_eigenvectors=compute_right_eigenvectors,
+        **params,
+    )
+    # The eigenvectors are needed for the tangents even when not returned.
+    w, v = P.eig_p.bind(
+        a, compute_left_eigenvectors=False, compute_right_eigenvectors=True, **params
+    ) if not compute_right_eigenvectors else outs
+    # dw = diag(V^-1 dA V); dV = V (F ∘ V^-1 dA V), F_ij = 1 / (w_j - w_i), minus the change of
+    # the unit-norm normalisation.
+    vinv_da_v = jnp.linalg.solve(v, _mm(da.astype(v.dtype), v))
+    dw = _diag(vinv_da_v)
+    if not compute_right_eigenvectors:
+        return outs, [dw]
     eye = _eye_like(vinv_da_v)
     f = 1 / (w[..., None, :] - w[..., :, None] + eye) - eye
     dv = _mm(v, f * vinv_da_v)
     dv = dv - v * jnp.real(jnp.sum(jnp.conj(v) * dv, axis=-2, keepdims=True))
-    return [w, v], [dw, dv]
+    # LAPACK also fixes each vector's phase (its largest component is real): keep that
+    # component's tangent real too.
+    rows = jnp.arange(v.shape[-2])[:, None]
+    largest = (rows == jnp.argmax(jnp.abs(v), axis=-2)[..., None, :]).astype(v.dtype)
+    theta = jnp.imag(jnp.sum(dv * largest, axis=-2, keepdims=True) / jnp.sum(v * largest, axis=-2, keepdims=True))
+    dv = dv - 1j * theta * v
+    return outs, [dw, dv]
 
 
 jvp_rules[P.eig_p] = _eig_jvp
