@@ -133,7 +133,9 @@ def test_checkpointed_scan_body_stacks_only_the_carry():
 
 
 def test_second_order_through_checkpoint():
-    f = jax.checkpoint(lambda x: jnp.sum(jnp.sin(x) * jnp.exp(x[::-1])), policy=policies.dots_saveable)
+    f = jax.checkpoint(
+        lambda x: jnp.sum(jnp.sin(x) * jnp.exp(x[::-1])), policy=policies.dots_saveable
+    )
     np.testing.assert_allclose(T.hessian(f)(X), jax.hessian(f)(X), rtol=1e-10)
     g = lambda x: jnp.sum(jax.checkpoint(lambda x: jnp.sin(W @ x) ** 2)(x))  # noqa: E731
     np.testing.assert_allclose(T.hessian(g)(X), jax.hessian(g)(X), rtol=1e-10, atol=1e-12)

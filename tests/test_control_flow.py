@@ -96,7 +96,12 @@ def _scan_fn(reverse):
             c = jnp.tanh(c * w + xi)
             return c, jnp.sin(c) * xi
 
-        c, ys = lax.scan(body, jnp.zeros(2), jnp.concatenate([x[:, None], x[:, None] ** 2], axis=1), reverse=reverse)
+        c, ys = lax.scan(
+            body,
+            jnp.zeros(2),
+            jnp.concatenate([x[:, None], x[:, None] ** 2], axis=1),
+            reverse=reverse,
+        )
         return c, ys
 
     return f
@@ -160,7 +165,11 @@ def test_fori_loop_static_bounds_and_map():
 
 def test_transposed_scan_is_a_reverse_scan_not_unrolled():
     def f(x, n):
-        return lax.scan(lambda c, xi: (jnp.sin(c) * xi, c), x[0], jnp.reshape(jnp.broadcast_to(x, (n, 3)), (-1,)))[0]
+        return lax.scan(
+            lambda c, xi: (jnp.sin(c) * xi, c),
+            x[0],
+            jnp.reshape(jnp.broadcast_to(x, (n, 3)), (-1,)),
+        )[0]
 
     def backward_jaxpr(n):
         x = jnp.ones(3)
@@ -270,7 +279,9 @@ def test_while_forward_mode_and_linearize():
     [
         lambda x: jnp.sum(_while_fn(x)),
         # fori_loop with a traced trip count lowers to while_loop
-        lambda x: lax.fori_loop(0, jnp.int32(jnp.sum(x) > 0) + 3, lambda i, c: c * x, jnp.ones(3)).sum(),
+        lambda x: lax.fori_loop(
+            0, jnp.int32(jnp.sum(x) > 0) + 3, lambda i, c: c * x, jnp.ones(3)
+        ).sum(),
     ],
 )
 def test_while_reverse_mode_error_says_how_to_bound(fn):
@@ -290,7 +301,9 @@ def test_hessian_through_scan_and_cond():
     @jax.jit
     def hessians(x):
         # reverse-over-reverse, forward-over-reverse and reverse-over-forward, and the oracle
-        return (T.hessian(f)(x), T.jacfwd(T.grad(f))(x), T.jacrev(T.jacfwd(f))(x)), jax.hessian(f)(x)
+        return (T.hessian(f)(x), T.jacfwd(T.grad(f))(x), T.jacrev(T.jacfwd(f))(x)), jax.hessian(f)(
+            x
+        )
 
     for x in (X3, -X3):  # both branches of the cond
         ours, ref = hessians(x)
@@ -343,3 +356,16 @@ def test_scan_random_shapes(length, width, reverse, seed):
         return lax.scan(body, jnp.ones(width), xs, reverse=reverse)
 
     check_both_modes(f, w, xs)
+
+
+def test_linear_transpose_of_a_loop_with_a_counter():
+    # A user's linear function whose loop also carries a (non-linear) counter.
+    w = jnp.array([[0.5, 0.1, 0.0], [0.2, -0.3, 0.4], [0.0, 0.7, 0.1]])
+
+    def f(x):
+        return lax.fori_loop(0, 3, lambda i, c: w @ c * (i + 1.0), x)
+
+    ct = jnp.array([1.0, -2.0, 0.5])
+    (ours,) = T.linear_transpose(f, X3)(ct)
+    (ref,) = jax.linear_transpose(f, X3)(ct)
+    np.testing.assert_allclose(ours, ref, rtol=1e-12)

@@ -29,12 +29,16 @@ def _rand(*shape, dtype=np.float64, seed=None):
 
 def _like(tree, seed):
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef.unflatten([_rand(*np.shape(x), dtype=x.dtype, seed=seed + i) for i, x in enumerate(leaves)])
+    return treedef.unflatten(
+        [_rand(*np.shape(x), dtype=x.dtype, seed=seed + i) for i, x in enumerate(leaves)]
+    )
 
 
 def _close(a, b, tol):
     jax.tree_util.tree_map(
-        lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol, atol=tol), a, b
+        lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol, atol=tol),
+        a,
+        b,
     )
 
 
@@ -99,7 +103,9 @@ def test_dot_general_all_dimension_numbers_both_modes():
     n = len(DOT_CASES)
 
     def f(*xs):
-        return tuple(lax.dot_general(xs[i], xs[n + i], dn) for i, (_, _, dn) in enumerate(DOT_CASES))
+        return tuple(
+            lax.dot_general(xs[i], xs[n + i], dn) for i, (_, _, dn) in enumerate(DOT_CASES)
+        )
 
     check_both_modes(f, *args)
 
@@ -197,7 +203,9 @@ def test_svd():
     check_both_modes(f, _rand(5, 3, seed=16))  # tall
     check_both_modes(f, _rand(3, 5, seed=17))  # wide
     check_both_modes(jnp.linalg.svdvals, _rand(2, 4, 3, seed=18))  # batched, no vectors
-    check_finite_differences(lambda a: jnp.sum(jnp.linalg.svd(a, compute_uv=False)), _rand(4, 3, seed=19))
+    check_finite_differences(
+        lambda a: jnp.sum(jnp.linalg.svd(a, compute_uv=False)), _rand(4, 3, seed=19)
+    )
 
 
 def test_eig_forward_mode():
