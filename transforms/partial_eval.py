@@ -16,7 +16,6 @@ from jax.extend.core import ClosedJaxpr, Jaxpr, Literal, Primitive
 
 from .interpreter import dce_eqns
 
-
 # Equations that must be split rather than sent whole to one side (a `shard_map` whose body
 # mixes primal and tangent work): `rule(eqn, in_unknowns) -> (known_eqns, unknown_eqns,
 # out_unknowns)`. The known equations may define extra variables (residuals) that the unknown
