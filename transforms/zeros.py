@@ -25,6 +25,8 @@ def is_zero(x) -> bool:
 
 def tangent_dtype(dtype):
     """The dtype of a tangent (or cotangent) of a value of `dtype`: `float0` for ints and bools."""
+    if dtypes.issubdtype(dtype, dtypes.extended):  # PRNG keys: no tangent space, like ints
+        return dtypes.float0
     dtype = np.dtype(dtype)
     if dtypes.issubdtype(dtype, np.inexact):
         return dtype

@@ -288,6 +288,8 @@ def _trace_eqns(fun, in_atoms, out_vars):
 
 
 def _shard_map_partial_eval(eqn, in_unknowns):
+    if all(in_unknowns):  # nothing known to split off
+        return [], [eqn], [True] * len(eqn.outvars)
     params = eqn.params
     body = params["jaxpr"]
     split = partial_eval(ClosedJaxpr(body, ()), in_unknowns)
