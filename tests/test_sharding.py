@@ -321,3 +321,24 @@ def test_pbroadcast_rules_trace(mesh):
     (*_, backward) = [e for e in grad_jaxpr.eqns if e.primitive.name == "shard_map"]
     names = {e.primitive.name for e in backward.params["jaxpr"].eqns}
     assert {"psum_invariant", "axis_index", "select_n"} <= names
+
+
+@pytest.mark.parametrize("check_vma", [True, False])
+def test_grad_inside_shard_map_body(mesh, check_vma):
+    # Per-device gradients, then averaged: the shard_map data-parallel pattern. With check_vma
+    # the gradient of the replicated (invariant) parameters is already summed over devices, as
+    # in JAX; without it each device holds its local gradient.
+    def per_device(grad):
+        def step(w, x, y):
+            g_w = grad(_mlp_loss)((w, jnp.zeros(5), jnp.ones((5, 2))), x, y)[0]
+            g_xy = grad(lambda x, y: _mlp_loss((w, jnp.zeros(5), jnp.ones((5, 2))), x, y), (0, 1))
+            return lax.pmean(g_w, ("i", "j")), g_xy(x, y)
+
+        specs = (P(), P(("i", "j")), P(("i", "j")))
+        fun = jax.shard_map(
+            step, mesh=mesh, in_specs=specs, out_specs=(P(), specs[1:]), check_vma=check_vma
+        )
+        return jax.jit(fun)
+
+    w, x, y = _rand((3, 5)), _rand((16, 3), seed=1), _rand((16, 2), seed=2)
+    _close(per_device(transforms.grad)(w, x, y), per_device(jax.grad)(w, x, y))

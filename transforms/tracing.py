@@ -11,7 +11,24 @@ from .errors import TracedControlFlowError
 
 
 def shape_dtype(x):
-    aval = jax.typeof(x)
+    return aval_struct(jax.typeof(x))
+
+
+def aval_struct(aval):
+    """A `ShapeDtypeStruct` to trace with, keeping everything jit or shard_map would type-check.
+
+    Inside `shard_map` the varying/invariant typing (`manual_axis_type`) must survive, or the
+    traced program would mix the two kinds without the conversions JAX inserts.
+    """
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None and (manual.varying or manual.unreduced or manual.reduced):
+        return jax.ShapeDtypeStruct(
+            aval.shape,
+            aval.dtype,
+            weak_type=aval.weak_type,
+            sharding=aval.sharding,
+            manual_axis_type=manual,
+        )
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
 
 
