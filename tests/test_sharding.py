@@ -342,3 +342,25 @@ def test_grad_inside_shard_map_body(mesh, check_vma):
 
     w, x, y = _rand((3, 5)), _rand((16, 3), seed=1), _rand((16, 2), seed=2)
     _close(per_device(transforms.grad)(w, x, y), per_device(jax.grad)(w, x, y))
+
+
+def test_explicit_mesh_data_parallel():
+    # jax.make_mesh's default axes are Explicit: shardings are part of the types, and the
+    # cotangent of a batch-sharded contraction must be given its primal's (replicated) layout.
+    mesh = jax.make_mesh((4, 2), ("i", "j"))
+    assert AxisType.Explicit in mesh.axis_types
+    params = (_rand((3, 5)), _rand((5,), seed=1), _rand((5, 2), seed=2))
+    x, y = _rand((16, 3), seed=3), _rand((16, 2), seed=4)
+    params_s = jax.device_put(params, NamedSharding(mesh, P()))
+    x_s, y_s = (jax.device_put(a, NamedSharding(mesh, P(("i", "j")))) for a in (x, y))
+
+    step = jax.jit(transforms.grad(_mlp_loss))
+    grads = step(params_s, x_s, y_s)
+    _close(grads, jax.grad(_mlp_loss)(params, x, y))
+    assert all(g.sharding.is_fully_replicated for g in grads)
+    assert "all-reduce" in step.lower(params_s, x_s, y_s).compile().as_text()
+    tangents = (params, x, y)
+    _close(
+        jax.jit(lambda *a: transforms.jvp(_mlp_loss, a, tangents))(params_s, x_s, y_s),
+        jax.jvp(_mlp_loss, (params, x, y), tangents),
+    )

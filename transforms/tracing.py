@@ -6,6 +6,7 @@ import jax
 import numpy as np
 from jax import tree_util
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from jax.sharding import AxisType
 
 from .errors import TracedControlFlowError
 
@@ -28,6 +29,12 @@ def aval_struct(aval):
             weak_type=aval.weak_type,
             sharding=aval.sharding,
             manual_axis_type=manual,
+        )
+    # On a mesh with Explicit axes the layout is part of the type as well.
+    sharding = getattr(aval, "sharding", None)
+    if AxisType.Explicit in getattr(getattr(sharding, "mesh", None), "axis_types", ()):
+        return jax.ShapeDtypeStruct(
+            aval.shape, aval.dtype, weak_type=aval.weak_type, sharding=sharding
         )
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
 
