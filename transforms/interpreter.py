@@ -61,13 +61,10 @@ def interpret(
 
 def bind(eqn, invals):
     """Apply `eqn`'s primitive to `invals` (eagerly, or into whatever trace is current)."""
+    # Call-like primitives (shard_map, closed_call, custom_jvp_call) turn their jaxpr parameter
+    # into `subfuns`, which their `bind` reads from the parameters (jax >= 0.7).
     params = eqn.primitive.get_bind_params(eqn.params)
-    if "subfuns" in params:  # call-like primitives take their bodies as leading arguments
-        params = dict(params)
-        subfuns = params.pop("subfuns")
-        out = eqn.primitive.bind(*subfuns, *invals, **params)
-    else:
-        out = eqn.primitive.bind(*invals, **params)
+    out = eqn.primitive.bind(*invals, **params)
     return out if eqn.primitive.multiple_results else [out]
 
 
