@@ -16,10 +16,14 @@ from .api import (
 )
 from .engine import clear_caches
 from .errors import TracedControlFlowError
+from .tf import ForwardAccumulator, GradientTape, Variable  # the same objects as transforms.tf's
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ForwardAccumulator",
+    "GradientTape",
+    "Variable",
     "TracedControlFlowError",
     "clear_caches",
     "grad",

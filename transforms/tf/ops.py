@@ -369,7 +369,7 @@ def gather(params, indices, validate_indices=None, axis=None, batch_dims=0, name
     idx = _t(indices)._value
     if batch_dims:
         raise NotImplementedError(
-            "tf.gather with batch_dims is not supported; use tf.vectorized_map-free indexing instead."
+            "tf.gather with batch_dims is not supported; gather each batch row instead."
         )
     return apply(lambda v: jnp.take(v, idx, axis=ax), [_t(params)])
 
