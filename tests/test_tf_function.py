@@ -143,3 +143,25 @@ def test_failed_trace_leaves_variables_unchanged():
     with pytest.raises(ValueError):
         bad()
     np.testing.assert_array_equal(v.numpy(), [1.0, 2.0])
+
+
+def test_random_inside_function_draws_new_numbers_each_call():
+    @tf.function
+    def draw():
+        return tf.random.normal([3])
+
+    tf.random.set_seed(1)
+    a, b = draw().numpy(), draw().numpy()
+    assert not np.allclose(a, b)
+    tf.random.set_seed(1)
+    np.testing.assert_array_equal(draw().numpy(), a)  # the seed restarts the stream
+    assert draw.experimental_get_tracing_count() <= 2
+
+
+def test_optimizer_failure_changes_nothing():
+    w, b = tf.Variable([1.0, 2.0]), tf.Variable(0.5)
+    opt = tf.optimizers.SGD(0.1, momentum=0.9)
+    with pytest.raises(ValueError):
+        opt.apply_gradients([(tf.constant([1.0, 1.0]), w), (tf.constant([1.0, 1.0]), b)])
+    np.testing.assert_array_equal(w.numpy(), [1.0, 2.0])
+    assert b.numpy() == 0.5 and opt.iterations.numpy() == 0
