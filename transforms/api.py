@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import dtypes, tree_util
+from jax import dtypes, lax, tree_util
 
 from . import engine
 from .tracing import shape_dtype, trace_flat
@@ -132,8 +132,9 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
             )
         if a < -n:
             raise ValueError(
-                f"{api_name}: argnums={argnums} holds {a}, but a negative argument index must "
-                f"be at least -len(args) = {-n} ({n} positional arguments were passed)."
+                f"{api_name}: argnums={argnums} is out of range for a call with {n} positional "
+                f"arguments (valid argnums are {-n} to {n - 1}). Pass the argument to "
+                "differentiate positionally, or fix argnums."
             )
     argnums = tuple(a % n for a in argnums)
     dyn = tuple(args[i] for i in argnums)
@@ -200,6 +201,15 @@ def _check_output_grad(api_name, holomorphic, aval):
             f"np.floating), but got {dt.name}. For differentiation of functions with integer "
             "outputs, use transforms.vjp directly."
         )
+
+
+def _one_like(aval):
+    """The seed cotangent 1 of a scalar output, with its weak type (so dtypes match JAX's)."""
+    if aval.weak_type:
+        one = lax.full((), 1j if dtypes.issubdtype(aval.dtype, np.complexfloating) else 1.0)
+        if one.dtype == aval.dtype:
+            return one
+    return jnp.ones((), aval.dtype)
 
 
 def _is_differentiable(x) -> bool:
@@ -439,7 +449,7 @@ def value_and_grad(
         _check_output_grad(api_name, holomorphic, out_aval)
         nonzeros = tuple(_is_differentiable(p) for p in p_flat)
         n_aux = len(closed.jaxpr.outvars) - 1
-        one = jnp.ones((), out_aval.dtype)
+        one = _one_like(out_aval)
         outs, cts = engine.value_and_grad_flat(closed, p_flat, nonzeros, [one] + [None] * n_aux)
         cts = iter(cts)
         grads = [
