@@ -18,7 +18,7 @@ import jax
 from jax.extend.core import ClosedJaxpr
 
 from .interpreter import eval_jaxpr
-from .jvp import jvp_eval
+from .jvp import differentiation_mode, jvp_eval
 from .partial_eval import Split, partial_eval
 from .tracing import any_tracer, closed_key, shape_dtype
 from .transpose import backward_pass
@@ -117,11 +117,12 @@ def _sds(aval):
 def jvp_flat(closed: ClosedJaxpr, primals: Sequence, tangents: Sequence):
     """Primal outputs and output tangents (`Zero` where symbolically zero)."""
     nonzeros = tuple(type(t) is not Zero for t in tangents)
-    if not _is_eager(closed, primals, tangents):
-        return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
-    prog = jvp_program(closed, nonzeros)
-    if not prog.cached:
-        return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
+    with differentiation_mode("forward"):
+        if not _is_eager(closed, primals, tangents):
+            return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
+        prog = jvp_program(closed, nonzeros)
+        if not prog.cached:
+            return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
     compiled = _compiled("jvp", prog, None, lambda: jax.jit(_eval_closed(prog.jaxpr)))
     nz_tangents = [t for t in tangents if type(t) is not Zero]
     flat = compiled(*closed.consts, *primals, *nz_tangents)
@@ -182,7 +183,8 @@ def linearize_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> Linear
     lin = _programs.get(key)
     if lin is not None:
         return lin
-    prog = jvp_program(closed, nonzeros)
+    with differentiation_mode("reverse"):
+        prog = jvp_program(closed, nonzeros)
     n_consts, n_primals = len(closed.jaxpr.constvars), len(closed.jaxpr.invars)
     n_outs = len(closed.jaxpr.outvars)
     n_nz_out = sum(prog.out_nonzeros)
@@ -285,6 +287,36 @@ def value_and_grad_flat(
 
     compiled = _compiled("grad", lin, present, lambda: jax.jit(program))
     return compiled(list(closed.consts), list(primals), [s for s in seed if s is not None])
+
+
+# --- whole transforms, compiled for eager calls ------------------------------------------------
+
+MISS = object()  # run_compiled's answer when the program cannot be cached: run it directly
+
+
+def run_compiled(tag, closed: ClosedJaxpr, program, args_flat: Sequence, extra_flat: Sequence):
+    """Eagerly run `program(g, args_flat, extra_flat)` as one jitted program, built once.
+
+    `g` evaluates `closed`'s jaxpr (flat arguments to flat outputs) with the constants passed in
+    as inputs, so the compiled program serves every function that traces to the same structure
+    (`tag` must name everything else `program` depends on) and never a stale constant. Returns
+    `MISS` when `closed` cannot be keyed or closes over a tracer of an enclosing transform.
+    """
+    if any_tracer(closed.consts):
+        return MISS
+    key = closed_key(closed)
+    if key is None:
+        return MISS
+    key = ("compiled", tag, key)
+    fn = _programs.get(key)
+    if fn is None:
+        jaxpr = closed.jaxpr
+
+        def compiled(consts, args_flat, extra_flat):
+            return program(lambda *a: eval_jaxpr(jaxpr, consts, *a), args_flat, extra_flat)
+
+        fn = _programs.put(key, jax.jit(compiled))
+    return fn(list(closed.consts), list(args_flat), list(extra_flat))
 
 
 def zeros_for(avals) -> list:

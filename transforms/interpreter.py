@@ -61,9 +61,10 @@ def interpret(
 
 def bind(eqn, invals):
     """Apply `eqn`'s primitive to `invals` (eagerly, or into whatever trace is current)."""
-    # Call-like primitives (custom_jvp_call, ...) get their bodies back as a `subfuns` keyword,
-    # which their `bind` expects: bind exactly what `get_bind_params` returns, as JAX does.
-    out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+    # Call-like primitives (shard_map, closed_call, custom_jvp_call) turn their jaxpr parameter
+    # into `subfuns`, which their `bind` reads from the parameters (jax >= 0.7).
+    params = eqn.primitive.get_bind_params(eqn.params)
+    out = eqn.primitive.bind(*invals, **params)
     return out if eqn.primitive.multiple_results else [out]
 
 

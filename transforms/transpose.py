@@ -13,6 +13,7 @@ import numpy as np
 from jax import dtypes
 from jax.extend.core import Jaxpr, Literal, Primitive
 
+from .errors import MissingRuleError
 from .interpreter import bind
 from .jvp import _no_rule, jvp_rules, linear_jvp
 from .zeros import Zero, add_tangents, tangent_aval
@@ -101,9 +102,12 @@ def backward_pass(
         rule = transpose_rules.get(eqn.primitive)
         if rule is None:
             if eqn.primitive in jvp_rules:
-                raise NotImplementedError(
-                    f"Transpose rule for '{eqn.primitive.name}' not implemented (reverse mode): "
-                    f"'{eqn.primitive.name}' is not linear in its differentiated inputs here."
+                raise MissingRuleError(
+                    eqn.primitive.name,
+                    "reverse",
+                    f" It has a JVP rule but no transpose rule, so '{eqn.primitive.name}' "
+                    "cannot appear in a linear (tangent) program; its JVP rule must emit "
+                    "linear operations on tangents.",
                 )
             raise _no_rule(eqn.primitive, "reverse")
         cts_in = rule(cts if eqn.primitive.multiple_results else cts[0], *invals, **eqn.params)

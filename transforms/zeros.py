@@ -41,17 +41,26 @@ def tangent_aval(aval):
     return ShapedArray(aval.shape, dtype)
 
 
+def varying_axes(aval) -> tuple:
+    """The manual mesh axes (inside `shard_map`) along which values of `aval` may differ."""
+    manual = getattr(aval, "manual_axis_type", None)
+    return tuple(sorted(getattr(manual, "varying", ()), key=str))
+
+
 def zeros_like_aval(aval):
     """A concrete zero of `aval` (float0 zeros are NumPy arrays, as JAX expects)."""
     if aval.dtype == dtypes.float0:
         return np.zeros(aval.shape, dtypes.float0)
+    z = None
     if getattr(aval, "weak_type", False):
         # A Python scalar fill keeps the weak type, so jit does not retrace on a dtype change.
         fill = 0j if dtypes.issubdtype(aval.dtype, np.complexfloating) else 0.0
         z = lax.full(aval.shape, fill)
-        if z.dtype == aval.dtype:
-            return z
-    return lax.full(aval.shape, 0, aval.dtype)
+        z = z if z.dtype == aval.dtype else None
+    z = lax.full(aval.shape, 0, aval.dtype) if z is None else z
+    # Inside shard_map a zero must be typed as varying where `aval` is, or it would not match.
+    axes = varying_axes(aval)
+    return lax.pcast(z, axes, to="varying") if axes else z
 
 
 def instantiate(x):

@@ -1,4 +1,4 @@
-"""Nested calls (`jit`, `closed_call`, `remat`) and users' own rules (`custom_jvp`, `custom_vjp`)."""
+"""Nested calls (`jit`, `closed_call`) and users' own rules (`custom_jvp`, `custom_vjp`)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def _call_transpose(jaxpr_param):
     return rule
 
 
-for _p, _name in ((P.jit_p, "jaxpr"), (P.closed_call_p, "call_jaxpr"), (P.remat_p, "jaxpr")):
+# remat (jax.checkpoint) is not a plain call: see rules/checkpoint.py.
+for _p, _name in ((P.jit_p, "jaxpr"), (P.closed_call_p, "call_jaxpr")):
     jvp_rules[_p] = _call_jvp(_name)
     transpose_rules[_p] = _call_transpose(_name)
 
@@ -48,7 +49,9 @@ for _p, _name in ((P.jit_p, "jaxpr"), (P.closed_call_p, "call_jaxpr"), (P.remat_
 # --- custom_jvp: call the user's rule -------------------------------------------------------------
 
 
-def _custom_jvp_call_jvp(primals, tangents, *, call_jaxpr, jvp_jaxpr_fun, num_consts, symbolic_zeros):
+def _custom_jvp_call_jvp(
+    primals, tangents, *, call_jaxpr, jvp_jaxpr_fun, num_consts, symbolic_zeros
+):
     consts, args = primals[:num_consts], primals[num_consts:]
     arg_tangents = tangents[num_consts:]
     in_zeros = tuple(type(t) is Zero for t in arg_tangents)
@@ -125,9 +128,14 @@ def _is_symbolic_zero(x):
     return x is None or type(x) is Zero or type(x).__name__ in ("Zero", "SymbolicZero")
 
 
-def _custom_lin_transpose(cts, *invals, num_res, bwd, out_avals, symbolic_zeros, in_zeros, num_consts):
+def _custom_lin_transpose(
+    cts, *invals, num_res, bwd, out_avals, symbolic_zeros, in_zeros, num_consts
+):
     residuals = invals[:num_res]
-    cts = [instantiate(c) if type(c) is not Zero else instantiate(Zero(a)) for c, a in zip(cts, out_avals)]
+    cts = [
+        instantiate(c) if type(c) is not Zero else instantiate(Zero(a))
+        for c, a in zip(cts, out_avals)
+    ]
     cts_in = list(bwd.call_wrapped(*residuals, *cts))
     # bwd returns cotangents for the call's consts first (zeros), then for its arguments.
     cts_in = cts_in[len(cts_in) - len(in_zeros) :]

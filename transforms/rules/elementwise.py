@@ -45,6 +45,8 @@ for _p in (
     P.reduce_and_p, P.reduce_or_p, P.reduce_xor_p, P.bitcast_convert_type_p,
 ):  # fmt: skip
     defjvp_zero(_p)
+for _p in (P.eq_to_p, P.le_to_p, P.lt_to_p):  # comparisons with a result dtype (expm uses them)
+    defjvp_zero(_p)
 
 
 # --- linear element-wise --------------------------------------------------------------------------

@@ -214,26 +214,27 @@ jvp_rules[P.reduce_min_p] = _reduce_chooser_jvp(P.reduce_min_p)
 
 
 def _reduce_prod_jvp(primals, tangents, *, axes, **params):
-    # d prod(x) = sum_i t_i * prod_{j != i} x_j, computed with exclusive products so that zeros
-    # in x are handled exactly (no division by x).
+    # d prod(x) = sum_i t_i * prod_{j != i} x_j. The products of the others are exclusive prefix
+    # times exclusive suffix products, so zeros in x are exact (no division by x). The scans are
+    # built from slices, pads and muls (lax.associative_scan), which have rules of their own, so
+    # the rule can be differentiated again.
     (x,), (t,) = primals, tangents
     out = P.reduce_prod_p.bind(x, axes=axes, **params)
     kept = tuple(i for i in range(x.ndim) if i not in axes)
-    n_red = int(np.prod([x.shape[a] for a in axes])) if axes else 1
-    perm = kept + tuple(axes)
-    xt = lax.transpose(x, perm)
-    tt = lax.transpose(t, perm)
     kept_shape = tuple(x.shape[i] for i in kept)
-    xr = lax.reshape(xt, (*kept_shape, n_red))
-    tr = lax.reshape(tt, (*kept_shape, n_red))
+    n_red = int(np.prod([x.shape[a] for a in axes]))
+    perm = kept + tuple(axes)
+    xr = lax.reshape(lax.transpose(x, perm), (*kept_shape, n_red))
+    tr = lax.reshape(lax.transpose(t, perm), (*kept_shape, n_red))
     axis = len(kept_shape)
-    ones = lax.full((*kept_shape, 1), 1, x.dtype)
-    before = lax.cumprod(lax.concatenate([ones, lax.slice_in_dim(xr, 0, n_red - 1, axis=axis)], axis), axis=axis)
-    after = lax.cumprod(
-        lax.concatenate([lax.slice_in_dim(xr, 1, n_red, axis=axis), ones], axis), axis=axis, reverse=True
-    )
-    others = lax.mul(before, after)
-    return out, lax.reduce_sum(lax.mul(tr, others), (axis,))
+    if n_red == 0:
+        return out, lax.reduce_sum(tr, (axis,))
+    one = lax.full((*kept_shape, 1), 1, x.dtype)
+    before = lax.concatenate([one, lax.slice_in_dim(xr, 0, n_red - 1, axis=axis)], axis)
+    after = lax.concatenate([lax.slice_in_dim(xr, 1, n_red, axis=axis), one], axis)
+    before = lax.associative_scan(lax.mul, before, axis=axis)
+    after = lax.associative_scan(lax.mul, after, reverse=True, axis=axis)
+    return out, lax.reduce_sum(lax.mul(tr, lax.mul(before, after)), (axis,))
 
 
 jvp_rules[P.reduce_prod_p] = _reduce_prod_jvp
