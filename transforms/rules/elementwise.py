@@ -263,7 +263,9 @@ def _abs_jvp(t, x):
         mag = lax.abs(x)
         safe = lax.select(lax.eq(mag, _c(mag, 0)), lax.full_like(mag, 1), mag)
         return lax.div(lax.real(lax.mul(lax.conj(x), t)), safe)
-    return lax.mul(t, lax.sign(x))
+    # JAX's convention at the kink: abs'(x) = 1 for x >= 0 (so abs'(0) = 1), -1 below.
+    one = lax.full_like(x, 1)
+    return lax.mul(t, lax.select(lax.ge(x, _c(x, 0)), one, lax.neg(one)))
 
 
 defjvp(P.abs_p, _abs_jvp)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from jax import lax
-from jax._src.lax import lax as _lax_internal
 from jax.extend.core import primitives as P
 from jax.sharding import AxisType, PartitionSpec
 
@@ -66,13 +65,6 @@ def _concatenate_transpose(ct, *xs, dimension):
 
 deflinear(P.concatenate_p, _concatenate_transpose)
 
-
-def _stack_transpose(ct, *xs, axis):
-    return [lax.index_in_dim(ct, i, axis, keepdims=False) if is_undefined(x) else None for i, x in enumerate(xs)]
-
-
-# `jnp.stack` binds its own primitive in JAX 0.10, which jax.extend does not export.
-deflinear(_lax_internal.stack_p, _stack_transpose)
 
 
 def _pad_jvp(primals, tangents, *, padding_config):
