@@ -184,7 +184,7 @@ def test_custom_jvp_honoured_both_modes():
         same(T.grad(g)(X), jax.grad(g)(X))
         same(T.jvp(f, (X,), (X,)), jax.jvp(f, (X,), (X,)))
         same(T.jacrev(f)(X), jax.jacrev(f)(X))
-    same(T.grad(fake_sin)(2.0), 6.0 * jnp.ones((), jnp.float64) + 0 * T.grad(fake_sin)(2.0))
+    assert float(T.grad(fake_sin)(2.0)) == 6.0  # the user's (wrong on purpose) rule: 3 t x
     same(T.grad(fake_sin)(2.0), jax.grad(fake_sin)(2.0))
 
 
@@ -226,7 +226,8 @@ def _scaled_fwd(x, s):
 
 def _scaled_bwd(res, ct):
     cos_x, x, s = res
-    return ct * cos_x * s * 10.0, ct * jnp.sin(x)  # x-gradient scaled by 10: visibly the user's
+    # the x-gradient is scaled by 10: visibly the user's rule, not the true derivative
+    return ct * cos_x * s * 10.0, jnp.sum(ct * jnp.sin(x))
 
 
 scaled_sin.defvjp(_scaled_fwd, _scaled_bwd)

@@ -18,7 +18,14 @@ from jax import dtypes, tree_util
 
 from . import engine
 from .tracing import shape_dtype, trace_flat
-from .zeros import Zero, instantiate, tangent_aval, tangent_dtype, zeros_like_aval
+from .zeros import (
+    Zero,
+    full_like_aval,
+    instantiate,
+    tangent_aval,
+    tangent_dtype,
+    zeros_like_aval,
+)
 
 __all__ = [
     "grad",
@@ -421,7 +428,7 @@ def value_and_grad(
         _check_output_grad(api_name, holomorphic, out_aval)
         nonzeros = tuple(_is_differentiable(p) for p in p_flat)
         n_aux = len(closed.jaxpr.outvars) - 1
-        one = jnp.ones((), out_aval.dtype)
+        one = full_like_aval(out_aval, 1)  # the seed keeps the output's weak type, like JAX
         outs, cts = engine.value_and_grad_flat(closed, p_flat, nonzeros, [one] + [None] * n_aux)
         cts = iter(cts)
         grads = [

@@ -61,13 +61,11 @@ def interpret(
 
 def bind(eqn, invals):
     """Apply `eqn`'s primitive to `invals` (eagerly, or into whatever trace is current)."""
+    # Call-like primitives (closed_call, custom_jvp_call, custom_vjp_call) turn their jaxpr
+    # params into `subfuns` here; `bind` takes those as a keyword (JAX's own eval_jaxpr does
+    # the same).
     params = eqn.primitive.get_bind_params(eqn.params)
-    if "subfuns" in params:  # call-like primitives take their bodies as leading arguments
-        params = dict(params)
-        subfuns = params.pop("subfuns")
-        out = eqn.primitive.bind(*subfuns, *invals, **params)
-    else:
-        out = eqn.primitive.bind(*invals, **params)
+    out = eqn.primitive.bind(*invals, **params)
     return out if eqn.primitive.multiple_results else [out]
 
 

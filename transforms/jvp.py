@@ -43,6 +43,11 @@ def differentiation_mode(mode: str):
         _mode.reset(token)
 
 
+def current_mode() -> str:
+    """"forward" or "reverse": the API mode whose JVP is being built."""
+    return _mode.get()
+
+
 def aval_of(x):
     return jax.typeof(x)
 

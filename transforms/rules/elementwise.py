@@ -19,7 +19,7 @@ from ..zeros import Zero, instantiate
 
 
 def _is_complex(x) -> bool:
-    return np.issubdtype(x.dtype, np.complexfloating)
+    return np.issubdtype(_shaped(x).dtype, np.complexfloating)
 
 
 def _aval(x):
@@ -181,8 +181,16 @@ transpose_rules[P.div_p] = _div_transpose
 
 
 def _c(x, value):
-    """`value` as a scalar of `x`'s dtype (a literal the op broadcasts)."""
-    return np.array(value, dtype=x.dtype)
+    """`value` as a rank-0 constant of `x`'s dtype and weak type (ops broadcast rank 0).
+
+    A strong constant would turn the tangent of a weak-typed value (a Python scalar) strong,
+    and `jax.jit` would then retrace on the changed type.
+    """
+    aval = _shaped(x)
+    c = np.array(value, dtype=aval.dtype)
+    if aval.weak_type:
+        return P.convert_element_type_p.bind(c, new_dtype=c.dtype, weak_type=True, sharding=None)
+    return c
 
 
 def _one_minus_sq(x):
@@ -278,13 +286,15 @@ def _pow_dx(t, x, y):
         lax.full_like(y_b, 0),
         lax.mul(y_b, lax.pow(x, lax.sub(y_b, _c(y_b, 1)))),
     )
-    return lax.mul(t, jac.astype(t.dtype) if jac.dtype != t.dtype else jac)
+    # JAX's pow tangents are strongly typed even for weak (Python scalar) operands; so are ours.
+    return lax.mul(t, lax.convert_element_type(jac, _shaped(t).dtype))
 
 
 def _pow_dy(t, out, x, y):
     # d/dy x**y = log(x) * x**y, with log(0) replaced by 0 where x == 0.
     safe_x = lax.select(lax.eq(x, _c(x, 0)), lax.full_like(x, 1), x)
-    return lax.mul(t, lax.mul(lax.log(safe_x), out))
+    jac = lax.mul(lax.log(safe_x), out)
+    return lax.mul(t, lax.convert_element_type(jac, _shaped(t).dtype))
 
 
 def _pow_jvp(primals, tangents, **params):
@@ -344,12 +354,12 @@ def _minmax_jvp(prim, pick_x):
         x, y = primals
         tx, ty = tangents
         out = prim.bind(x, y, **params)
-        shape = np.shape(out)
         xb = _broadcast_like(x, out)
         yb = _broadcast_like(y, out)
-        half = lax.full(shape, 0.5, out.dtype)
-        zero = lax.full(shape, 0, out.dtype)
-        one = lax.full(shape, 1, out.dtype)
+        # full_like keeps a weak-typed output's weak type in the tangent.
+        half = lax.full_like(out, 0.5)
+        zero = lax.full_like(out, 0)
+        one = lax.full_like(out, 1)
         w_x = lax.select(pick_x(xb, yb), one, lax.select(lax.eq(xb, yb), half, zero))
         terms = []
         if type(tx) is not Zero:
