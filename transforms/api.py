@@ -493,8 +493,8 @@ def linear_transpose(fun: Callable, *primals, reduce_axes=()):
                 f"integer -> integer functions, but got {_dtype(x).name} input."
             )
     closed, out_tree = trace_flat(fun, in_tree, _avals(flat))
-    from .partial_eval import partial_eval
     from .interpreter import eval_jaxpr
+    from .partial_eval import partial_eval
     from .transpose import backward_pass
 
     split = partial_eval(closed, [True] * len(flat))
@@ -782,7 +782,7 @@ def hessian(
 
 
 def hvp(fun: Callable, primals, tangents):
-    """Hessian-vector product of a scalar `fun` at `primals` along `tangents` (forward over reverse).
+    """Hessian-vector product of scalar `fun` at `primals` along `tangents` (forward over reverse).
 
     `primals` and `tangents` are tuples (or lists) of the arguments, as for `jvp`. Returns the
     product with the structure of the arguments (a tuple when several).

@@ -44,7 +44,7 @@ def differentiation_mode(mode: str):
 
 
 def current_mode() -> str:
-    """"forward" or "reverse": the API mode whose JVP is being built."""
+    """The API mode ("forward" or "reverse") whose JVP is being built."""
     return _mode.get()
 
 

@@ -39,8 +39,11 @@ def _is_inexact(x) -> bool:
 
 def _defaults(leaves):
     """The loosest defaults over the inexact leaves (the least precise dtype decides)."""
-    found = [_DEFAULTS.get(np.dtype(jnp.result_type(x)), _DEFAULTS[np.dtype(np.float32)])
-             for x in leaves if _is_inexact(x)]
+    found = [
+        _DEFAULTS.get(np.dtype(jnp.result_type(x)), _DEFAULTS[np.dtype(np.float32)])
+        for x in leaves
+        if _is_inexact(x)
+    ]
     if not found:
         return _DEFAULTS[np.dtype(np.float64)]
     return tuple(max(vals) for vals in zip(*found, strict=True))
@@ -87,8 +90,11 @@ def inner_product(xs, ys) -> float:
 
 
 def _norm(xs) -> float:
-    leaves = [np.abs(np.asarray(x, np.complex128)) for x in tree_util.tree_leaves(xs)
-              if np.asarray(x).dtype != dtypes.float0]
+    leaves = [
+        np.abs(np.asarray(x, np.complex128))
+        for x in tree_util.tree_leaves(xs)
+        if np.asarray(x).dtype != dtypes.float0
+    ]
     return float(np.sqrt(sum(float(np.sum(v * v)) for v in leaves)))
 
 
@@ -199,7 +205,8 @@ def check_grads(
     # The least precise dtype among inputs *and* outputs sets the step and tolerances.
     out_shapes = jax.eval_shape(f, *args)
     d_eps, d_atol, d_rtol = _defaults(
-        tree_util.tree_leaves(args) + [jnp.zeros((), s.dtype) for s in tree_util.tree_leaves(out_shapes)]
+        tree_util.tree_leaves(args)
+        + [jnp.zeros((), s.dtype) for s in tree_util.tree_leaves(out_shapes)]
     )
     eps = d_eps if eps is None else eps
     atol = d_atol if atol is None else atol
@@ -263,8 +270,11 @@ def check_transpose(
     args = tuple(tree_util.tree_map(jnp.asarray, a) for a in args)
     out_shapes = jax.eval_shape(f, *args)
     leaves = [x for x in tree_util.tree_leaves(args) if _is_inexact(x)]
-    leaves += [jnp.zeros((), s.dtype) for s in tree_util.tree_leaves(out_shapes)
-               if dtypes.issubdtype(s.dtype, np.inexact)]
+    leaves += [
+        jnp.zeros((), s.dtype)
+        for s in tree_util.tree_leaves(out_shapes)
+        if dtypes.issubdtype(s.dtype, np.inexact)
+    ]
     single = any(np.dtype(jnp.result_type(x)) in (np.float32, np.complex64) for x in leaves)
     tol = 1e-4 if single and leaves else 1e-10
     atol = tol if atol is None else atol

@@ -1,4 +1,4 @@
-"""Nested calls (`jit`, `closed_call`, `remat`) and users' own rules (`custom_jvp`, `custom_vjp`)."""
+"""Nested calls (`jit`, `closed_call`, `remat`) and users' rules (`custom_jvp`, `custom_vjp`)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ for _p, _name in ((P.jit_p, "jaxpr"), (P.closed_call_p, "call_jaxpr"), (P.remat_
 # --- custom_jvp: call the user's rule -------------------------------------------------------------
 
 
-def _custom_jvp_call_jvp(primals, tangents, *, call_jaxpr, jvp_jaxpr_fun, num_consts, symbolic_zeros):
+def _custom_jvp_call_jvp(
+    primals, tangents, *, call_jaxpr, jvp_jaxpr_fun, num_consts, symbolic_zeros
+):
     consts, args = primals[:num_consts], primals[num_consts:]
     arg_tangents = tangents[num_consts:]
     in_zeros = tuple(type(t) is Zero for t in arg_tangents)
@@ -146,23 +148,23 @@ def _is_symbolic_zero(x):
     return x is None or type(x) is Zero or type(x).__name__ in ("Zero", "SymbolicZero")
 
 
-def _custom_lin_transpose(cts, *invals, num_res, bwd, out_avals, symbolic_zeros, in_zeros, num_consts):
+def _custom_lin_transpose(
+    cts, *invals, num_res, bwd, out_avals, symbolic_zeros, in_zeros, num_consts
+):
     residuals = invals[:num_res]
-    cts = [instantiate(c) if type(c) is not Zero else instantiate(Zero(a)) for c, a in zip(cts, out_avals)]
+    cts = [
+        instantiate(c) if type(c) is not Zero else instantiate(Zero(a))
+        for c, a in zip(cts, out_avals)
+    ]
     cts_in = list(bwd.value.call_wrapped(*residuals, *cts))
     # bwd returns cotangents for the call's consts first (zeros), then for its arguments.
     cts_in = cts_in[len(cts_in) - len(in_zeros) :]
     result = [None] * num_res
-    for ct, zero, a in zip(cts_in, in_zeros, _nz_avals(invals[num_res:], in_zeros)):
+    for ct, zero in zip(cts_in, in_zeros, strict=True):
         if zero:
             continue
         result.append(None if _is_symbolic_zero(ct) else ct)
     return result
-
-
-def _nz_avals(nz_invals, in_zeros):
-    it = iter(nz_invals)
-    return [None if z else next(it) for z in in_zeros]
 
 
 jvp_rules[P.custom_vjp_call_p] = _custom_vjp_call_jvp

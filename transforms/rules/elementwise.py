@@ -214,22 +214,16 @@ defjvp2(P.tanh_p, lambda t, out, x, **_: lax.mul(t, _one_minus_sq(out)))
 defjvp(P.asinh_p, lambda t, x, **_: lax.mul(t, lax.rsqrt(lax.add(lax.mul(x, x), _c(x, 1)))))
 defjvp(
     P.acosh_p,
-    lambda t, x, **_: lax.mul(
-        t, lax.rsqrt(lax.mul(lax.sub(x, _c(x, 1)), lax.add(x, _c(x, 1))))
-    ),
+    lambda t, x, **_: lax.mul(t, lax.rsqrt(lax.mul(lax.sub(x, _c(x, 1)), lax.add(x, _c(x, 1))))),
 )
 defjvp(P.atanh_p, lambda t, x, **_: lax.div(t, _one_minus_sq(x)))
 defjvp2(P.sqrt_p, lambda t, out, x, **_: lax.div(t, lax.mul(_c(out, 2), out)))
-defjvp2(
-    P.rsqrt_p, lambda t, out, x, **_: lax.mul(t, lax.mul(_c(x, -0.5), lax.div(out, x)))
-)
+defjvp2(P.rsqrt_p, lambda t, out, x, **_: lax.mul(t, lax.mul(_c(x, -0.5), lax.div(out, x))))
 defjvp2(
     P.cbrt_p,
     lambda t, out, x, **_: lax.mul(t, lax.mul(_c(x, 1 / 3), lax.integer_pow(out, -2))),
 )
-defjvp2(
-    P.logistic_p, lambda t, out, x, **_: lax.mul(t, lax.mul(out, lax.sub(_c(out, 1), out)))
-)
+defjvp2(P.logistic_p, lambda t, out, x, **_: lax.mul(t, lax.mul(out, lax.sub(_c(out, 1), out))))
 defjvp(P.square_p, lambda t, x, **_: lax.mul(t, lax.mul(_c(x, 2), x)))
 defjvp(
     P.erf_p,
@@ -237,9 +231,7 @@ defjvp(
 )
 defjvp(
     P.erfc_p,
-    lambda t, x, **_: lax.mul(
-        t, lax.mul(_c(x, -2 / math.sqrt(math.pi)), lax.exp(lax.neg(x * x)))
-    ),
+    lambda t, x, **_: lax.mul(t, lax.mul(_c(x, -2 / math.sqrt(math.pi)), lax.exp(lax.neg(x * x)))),
 )
 defjvp2(
     P.erf_inv_p,
@@ -433,7 +425,9 @@ transpose_rules[P.select_n_p] = _select_n_transpose
 
 def _convert_jvp(primals, tangents, *, new_dtype, weak_type, sharding):
     (x,), (t,) = primals, tangents
-    out = P.convert_element_type_p.bind(x, new_dtype=new_dtype, weak_type=weak_type, sharding=sharding)
+    out = P.convert_element_type_p.bind(
+        x, new_dtype=new_dtype, weak_type=weak_type, sharding=sharding
+    )
     inexact = np.issubdtype(new_dtype, np.inexact)
     if type(t) is Zero or not inexact or not np.issubdtype(x.dtype, np.inexact):
         return out, Zero(_shaped(out).to_tangent_aval())
