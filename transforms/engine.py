@@ -237,7 +237,9 @@ def apply_linear(lin: Linearized, residuals: Sequence, nz_tangents: Sequence) ->
     if not (lin.cached or _debug.ENABLED) or any_tracer(residuals) or any_tracer(nz_tangents):
         outs = eval_jaxpr(linear, [], *residuals, *nz_tangents)
     else:
-        compiled = _compiled("lin", lin, None, lambda: jax.jit(lambda *a: eval_jaxpr(linear, [], *a)))
+        compiled = _compiled(
+            "lin", lin, None, lambda: jax.jit(lambda *a: eval_jaxpr(linear, [], *a))
+        )
         outs = compiled(*residuals, *nz_tangents)
     result: list = [None] * lin.n_outs
     for i, t in zip(lin.tangent_outs, outs, strict=True):

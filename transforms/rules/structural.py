@@ -87,15 +87,21 @@ def _pad_transpose(ct, x, pad_value, *, padding_config):
     # Undo the padding: negative padding crops, then the interior stride picks the elements.
     lo, hi, interior = zip(*padding_config, strict=True)
     unpadded = lax.pad(ct, np.array(0, ct.dtype), [(-l, -h, 0) for l, h in zip(lo, hi)])
-    t_x = lax.slice(
-        unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior)
-    ) if is_undefined(x) else None
+    t_x = (
+        lax.slice(unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior))
+        if is_undefined(x)
+        else None
+    )
     t_pad = None
     if is_undefined(pad_value):
         total = lax.reduce_sum(ct, tuple(range(ct.ndim)))
-        inner = lax.reduce_sum(t_x, tuple(range(ct.ndim))) if t_x is not None else lax.reduce_sum(
-            lax.slice(unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior)),
-            tuple(range(ct.ndim)),
+        inner = (
+            lax.reduce_sum(t_x, tuple(range(ct.ndim)))
+            if t_x is not None
+            else lax.reduce_sum(
+                lax.slice(unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior)),
+                tuple(range(ct.ndim)),
+            )
         )
         t_pad = lax.sub(total, inner)
     return [t_x, t_pad]
