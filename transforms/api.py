@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import dtypes, lax, tree_util
+from jax import dtypes, tree_util
 
 from . import engine
 from .tracing import shape_dtype, trace_flat
