@@ -35,7 +35,7 @@ CASES = {
     "top_k": (lambda x: lax.top_k(x, 3)[0], (X,)),
     "top_k_axis0": (lambda x: lax.top_k(x.T, 2)[0].T * x[:2], (X,)),
 }
-SECOND_ORDER = {"cumprod", "cumlogsumexp", "cummax", "sort_two_operands", "top_k"}
+SECOND_ORDER = {"cumprod_rev", "sort_two_operands"}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -54,7 +54,7 @@ def test_cumprod_with_zeros_is_exact():
 OPS = (lax.cumsum, lax.cumprod, lax.cumlogsumexp, lax.cummax)
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(
     n=st.integers(1, 6),
     axis=st.integers(0, 1),
