@@ -44,6 +44,13 @@ def test_cumulative_and_sort_rules(name):
     check_rule(f, args, order=2 if name in SECOND_ORDER else 1)
 
 
+@pytest.mark.parametrize("op", [lax.cummax, lax.cummin])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cum_extremum_ties_follow_jax(op, reverse):
+    x = jnp.array([[1.0, 3.0, 3.0, 2.0, 3.0, 3.0], [2.0, 2.0, 2.0, 1.0, 0.0, 2.0]])
+    check_rule(lambda x: op(x, axis=1, reverse=reverse), (x,), fd=False)
+
+
 def test_cumprod_with_zeros_is_exact():
     x = X.copy()
     x[0, 1] = 0.0
