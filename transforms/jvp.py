@@ -8,11 +8,15 @@ one line of math.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Callable, Sequence
 
 import jax
 from jax.extend.core import Jaxpr, Primitive
 
+from . import debug as _debug
+from .errors import MissingRuleError
 from .interpreter import bind, interpret
 from .zeros import Zero, add_tangents, instantiate, tangent_aval
 
@@ -20,10 +24,27 @@ jvp_rules: dict[Primitive, Callable] = {}
 
 
 def _no_rule(prim, mode: str):
-    return NotImplementedError(
-        f"Differentiation rule for '{prim.name}' not implemented ({mode} mode). "
-        "Wrap the computation in jax.custom_jvp to give it a rule, or open an issue."
-    )
+    return MissingRuleError(prim.name, mode)
+
+
+# Which API mode is building the JVP: reverse mode linearizes through the JVP, and a missing rule
+# should be reported in the mode the user asked for.
+_mode: contextvars.ContextVar[str] = contextvars.ContextVar("transforms_mode", default="forward")
+
+
+@contextlib.contextmanager
+def differentiation_mode(mode: str):
+    """Name the mode ("forward" or "reverse") that errors raised while building a JVP report."""
+    token = _mode.set(mode)
+    try:
+        yield
+    finally:
+        _mode.reset(token)
+
+
+def current_mode() -> str:
+    """The API mode ("forward" or "reverse") whose JVP is being built."""
+    return _mode.get()
 
 
 def aval_of(x):
@@ -31,6 +52,13 @@ def aval_of(x):
 
 
 def jvp_step(eqn, invals):
+    if _debug.ENABLED:  # what the rule emits is attributed to the user's equation
+        with _debug.attribute(eqn, "jvp"):
+            return _jvp_step(eqn, invals)
+    return _jvp_step(eqn, invals)
+
+
+def _jvp_step(eqn, invals):
     primals = [p for p, _ in invals]
     tangents = [t for _, t in invals]
     if all(type(t) is Zero for t in tangents):
@@ -38,7 +66,7 @@ def jvp_step(eqn, invals):
         return [(o, Zero(tangent_aval(v.aval))) for o, v in zip(outs, eqn.outvars, strict=True)]
     rule = jvp_rules.get(eqn.primitive)
     if rule is None:
-        raise _no_rule(eqn.primitive, "forward")
+        raise _no_rule(eqn.primitive, _mode.get())
     out, out_dot = rule(primals, tangents, **eqn.params)
     if not eqn.primitive.multiple_results:
         return [(out, out_dot)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from jax import dtypes, lax
 from jax.core import ShapedArray
+from jax.extend.core import primitives as P
 
 
 class Zero:
@@ -25,6 +26,8 @@ def is_zero(x) -> bool:
 
 def tangent_dtype(dtype):
     """The dtype of a tangent (or cotangent) of a value of `dtype`: `float0` for ints and bools."""
+    if dtypes.issubdtype(dtype, dtypes.extended):  # PRNG keys: no tangent space, like ints
+        return dtypes.float0
     dtype = np.dtype(dtype)
     if dtypes.issubdtype(dtype, np.inexact):
         return dtype
@@ -39,17 +42,31 @@ def tangent_aval(aval):
     return ShapedArray(aval.shape, dtype)
 
 
-def zeros_like_aval(aval):
-    """A concrete zero of `aval` (float0 zeros are NumPy arrays, as JAX expects)."""
+def varying_axes(aval) -> tuple:
+    """The manual mesh axes (inside `shard_map`) along which values of `aval` may differ."""
+    manual = getattr(aval, "manual_axis_type", None)
+    return tuple(sorted(getattr(manual, "varying", ()), key=str))
+
+
+def full_like_aval(aval, value):
+    """A concrete array of `aval`'s shape, dtype and weak type, filled with `value`.
+
+    The weak type matters: a strong zero or seed where JAX has a weak one changes the types of
+    results, and `jax.jit` retraces on it. Inside `shard_map` the array is typed as varying
+    along the same mesh axes as `aval`, or it would not match.
+    """
     if aval.dtype == dtypes.float0:
         return np.zeros(aval.shape, dtypes.float0)
+    x = lax.full(aval.shape, value, aval.dtype)
     if getattr(aval, "weak_type", False):
-        # A Python scalar fill keeps the weak type, so jit does not retrace on a dtype change.
-        fill = 0j if dtypes.issubdtype(aval.dtype, np.complexfloating) else 0.0
-        z = lax.full(aval.shape, fill)
-        if z.dtype == aval.dtype:
-            return z
-    return lax.full(aval.shape, 0, aval.dtype)
+        x = P.convert_element_type_p.bind(x, new_dtype=aval.dtype, weak_type=True, sharding=None)
+    axes = varying_axes(aval)
+    return lax.pcast(x, axes, to="varying") if axes else x
+
+
+def zeros_like_aval(aval):
+    """A concrete zero of `aval` (float0 zeros are NumPy arrays, as JAX expects)."""
+    return full_like_aval(aval, 0)
 
 
 def instantiate(x):
