@@ -33,6 +33,8 @@ CASES = {
     ),
     "lexsort": (lambda x: x[2][jnp.lexsort((x[0], x[1]))], (X,)),
     "top_k": (lambda x: lax.top_k(x, 3)[0], (X,)),
+    "approx_max_k": (lambda x: lax.approx_max_k(x, 2)[0] ** 2, (X,)),
+    "approx_min_k": (lambda x: lax.approx_min_k(x, 2)[0], (X,)),
     "top_k_axis0": (lambda x: lax.top_k(x.T, 2)[0].T * x[:2], (X,)),
 }
 SECOND_ORDER = {"cumprod_rev", "sort_two_operands"}

@@ -41,6 +41,18 @@ def test_special_rules(name):
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("dtype", [jnp.float64])
+def test_random_gamma_reparameterisation(dtype):
+    import jax
+
+    key = jax.random.key(0)
+    for f in (
+        lambda a: jax.random.gamma(key, a, dtype=dtype),
+        lambda a: jax.random.loggamma(key, a, dtype=dtype),
+    ):
+        check_rule(f, (POS,), fd=False)
+
+
 def test_bessel_i1e_at_zero():
     assert float(transforms.grad(lax.bessel_i1e)(0.0)) == 0.5
     assert float(transforms.grad(lax.bessel_i0e)(0.0)) == 0.0

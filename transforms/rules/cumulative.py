@@ -125,3 +125,14 @@ def _top_k_jvp(primals, tangents, **params):
 
 
 jvp_rules[P.top_k_p] = _top_k_jvp
+
+
+def _approx_top_k_jvp(primals, tangents, **params):
+    # On every backend the k values returned are entries of the operand at the returned indices.
+    (x,), (t,) = primals, tangents
+    values, indices = P.approx_top_k_p.bind(x, **params)
+    axis = params["reduction_dimension"] % np.ndim(x)
+    return [values, indices], [_take(t, indices, axis), Zero(tangent_aval(indices.aval))]
+
+
+jvp_rules[P.approx_top_k_p] = _approx_top_k_jvp
