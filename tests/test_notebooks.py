@@ -33,6 +33,12 @@ def test_notebook_runs(path, monkeypatch):
         resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()  # raises CellExecutionError, with the failing cell, on any error
+    # Every figure a notebook displays must reach its outputs (and so the rendered docs).
+    shown = sum(cell.source.count("display(fig)") for cell in nb.cells if cell.cell_type == "code")
+    images = sum(
+        "image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", [])
+    )
+    assert images == shown, f"{path.name}: {shown} figures displayed, {images} images produced"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
