@@ -18,7 +18,14 @@ from jax import dtypes, tree_util
 
 from . import engine
 from .tracing import shape_dtype, trace_flat
-from .zeros import Zero, instantiate, tangent_aval, tangent_dtype, zeros_like_aval
+from .zeros import (
+    Zero,
+    full_like_aval,
+    instantiate,
+    tangent_aval,
+    tangent_dtype,
+    zeros_like_aval,
+)
 
 __all__ = [
     "grad",
@@ -132,8 +139,9 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
             )
         if a < -n:
             raise ValueError(
-                f"{api_name}: argnums={argnums} holds {a}, but a negative argument index must "
-                f"be at least -len(args) = {-n} ({n} positional arguments were passed)."
+                f"{api_name}: argnums={argnums} is out of range for a call with {n} positional "
+                f"arguments (valid argnums are {-n} to {n - 1}). Pass the argument to "
+                "differentiate positionally, or fix argnums."
             )
     argnums = tuple(a % n for a in argnums)
     dyn = tuple(args[i] for i in argnums)
@@ -439,7 +447,7 @@ def value_and_grad(
         _check_output_grad(api_name, holomorphic, out_aval)
         nonzeros = tuple(_is_differentiable(p) for p in p_flat)
         n_aux = len(closed.jaxpr.outvars) - 1
-        one = jnp.ones((), out_aval.dtype)
+        one = full_like_aval(out_aval, 1)  # the seed keeps the output's weak type, like JAX
         outs, cts = engine.value_and_grad_flat(closed, p_flat, nonzeros, [one] + [None] * n_aux)
         cts = iter(cts)
         grads = [
@@ -584,7 +592,7 @@ def _compiled_when_eager(api_name: str, config: tuple, fun, argnums, direct, mak
         f = partial(fun, **kwargs) if kwargs else fun
         try:
             f_partial, dyn = _argnums_partial(f, args, argnums_t, api_name)
-        except TypeError:
+        except (TypeError, ValueError):  # the direct path raises it, with its own message
             return direct(*args, **kwargs)
         # Inside the program `g` takes the differentiated arguments only, in order.
         g_argnums = 0 if int_argnums else tuple(range(len(dyn)))
@@ -884,7 +892,7 @@ def hessian(
 
 
 def hvp(fun: Callable, primals, tangents):
-    """Hessian-vector product of a scalar `fun` at `primals` along `tangents` (forward over reverse).
+    """Hessian-vector product of scalar `fun` at `primals` along `tangents` (forward over reverse).
 
     `primals` and `tangents` are tuples (or lists) of the arguments, as for `jvp`. Returns the
     product with the structure of the arguments (a tuple when several).
