@@ -21,7 +21,7 @@ from . import debug as _debug
 from .interpreter import eval_jaxpr
 from .jvp import differentiation_mode, jvp_eval
 from .partial_eval import Split, partial_eval
-from .tracing import any_tracer, closed_key, shape_dtype
+from .tracing import any_tracer, aval_struct, closed_key, shape_dtype
 from .transpose import backward_pass
 from .zeros import Zero, instantiate, tangent_aval, zeros_like_aval
 
@@ -118,7 +118,7 @@ def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
 
 
 def _sds(aval):
-    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+    return aval_struct(aval)
 
 
 def jvp_flat(closed: ClosedJaxpr, primals: Sequence, tangents: Sequence):
@@ -237,7 +237,9 @@ def apply_linear(lin: Linearized, residuals: Sequence, nz_tangents: Sequence) ->
     if not (lin.cached or _debug.ENABLED) or any_tracer(residuals) or any_tracer(nz_tangents):
         outs = eval_jaxpr(linear, [], *residuals, *nz_tangents)
     else:
-        compiled = _compiled("lin", lin, None, lambda: jax.jit(lambda *a: eval_jaxpr(linear, [], *a)))
+        compiled = _compiled(
+            "lin", lin, None, lambda: jax.jit(lambda *a: eval_jaxpr(linear, [], *a))
+        )
         outs = compiled(*residuals, *nz_tangents)
     result: list = [None] * lin.n_outs
     for i, t in zip(lin.tangent_outs, outs, strict=True):

@@ -42,6 +42,11 @@ def differentiation_mode(mode: str):
         _mode.reset(token)
 
 
+def current_mode() -> str:
+    """The API mode ("forward" or "reverse") whose JVP is being built."""
+    return _mode.get()
+
+
 def aval_of(x):
     return jax.typeof(x)
 
