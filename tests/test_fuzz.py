@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import transforms as T
 
-FUZZ_EXAMPLES = int(os.environ.get("TRANSFORMS_FUZZ_EXAMPLES", "8"))
+FUZZ_EXAMPLES = int(os.environ.get("TRANSFORMS_FUZZ_EXAMPLES", "6"))
 RTOL, ATOL = 1e-7, 1e-9
 
 SHAPES = [(), (3,), (2, 3), (3, 3)]
