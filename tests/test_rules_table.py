@@ -421,21 +421,36 @@ def test_rule(row, shape, dtype):
     args = _make_args(row, shape, dtype)
     prims = _primitives(jax.make_jaxpr(row.fun)(*args).jaxpr)
     assert row.prim in prims, f"row {row.name} does not exercise {row.prim}: {sorted(prims)}"
-    # 1. the oracle: JAX's own autodiff, values and types (our compiled eager path)
-    if row.oracle:
-        assert_matches_jax(row.fun, args)
-    else:
-        out_dots = transforms.jvp(row.fun, args, tuple(jnp.ones_like(a) for a in args))[1]
-        assert not np.any(np.asarray(out_dots)), f"{row.name}: expected a zero tangent"
-    if dtype == F32 or not row.fd:
-        return
-    # Finite differences evaluate the same derivative programs op by op: disabling jit skips
-    # an XLA compile per program (most of the cost) without changing what is computed.
+    # The derivative programs run op by op here: the math is the same as compiled, and skipping
+    # an XLA compile per program is most of the cost. The compiled path, and the types it
+    # returns, are checked by `test_rule_compiled` and the API tests.
     with jax.disable_jit():
+        # 1. the oracle: JAX's own autodiff, values and types
+        if row.oracle:
+            assert_matches_jax(row.fun, args)
+        else:
+            out_dots = transforms.jvp(row.fun, args, tuple(jnp.ones_like(a) for a in args))[1]
+            assert not np.any(np.asarray(out_dots)), f"{row.name}: expected a zero tangent"
+        if dtype == F32 or not row.fd:
+            return
         # 2. finite differences, both modes, up to the row's order
         check_grads(row.fun, args, row.order, atol=row.atol, rtol=row.rtol)
         # 3. the transpose of the linearized program
         check_transpose(row.fun, args)
+
+
+_COMPILED = [r for r in ROWS if r.oracle and r.name in {
+    "sin", "pow", "max_ties", "select_n", "convert_f64_f32", "reduce_max_ties", "reduce_prod_zeros",
+    "pad_interior_negative", "slice_strided", "dynamic_update_slice_idx", "dot_general_odd_dims",
+    "complex_abs", "argmin", "convert_to_int",
+}]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", _COMPILED, ids=[r.name for r in _COMPILED])
+def test_rule_compiled(row):
+    # Eager calls compile the derivative programs with jax.jit: same values and types.
+    args = _make_args(row, row.shapes[-1], row.dtypes[0], seed=1)
+    assert_matches_jax(row.fun, args)
 
 
 # Python scalars give weak-typed values; the tangents and cotangents must stay weak like JAX's.
