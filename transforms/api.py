@@ -78,7 +78,8 @@ def _trace(fun, args, has_aux: bool, api_name: str):
             if not (isinstance(res, tuple | list) and len(res) == 2):
                 raise TypeError(
                     f"{api_name} with has_aux=True expects the function to return a pair "
-                    f"(output, auxiliary_data), but it returned {_describe(res)}."
+                    f"(output, auxiliary_data), but it returned {_describe(res)}. Return "
+                    "`(output, aux)`, or drop has_aux=True."
                 )
             return tuple(res)
 
@@ -93,7 +94,15 @@ def _trace(fun, args, has_aux: bool, api_name: str):
 def _describe(x):
     if isinstance(x, tuple | list):
         return f"a {type(x).__name__} of length {len(x)}"
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return f"a single array of shape {tuple(x.shape)} and dtype {_dtype_name(x.dtype)}"
     return f"a value of type {type(x).__name__}"
+
+
+def _dtype_name(dt) -> str:
+    # np.dtype(float0).name is 'void'; say what JAX calls it.
+    dt = np.dtype(dt)
+    return "float0" if dt == dtypes.float0 else dt.name
 
 
 def _split_aux(flat_outs, out_tree, aux_tree):
@@ -126,12 +135,14 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
             raise TypeError(
                 f"{api_name}: differentiating with respect to argnums={argnums} requires at "
                 f"least {max(argnums) + 1} positional arguments to be passed by the caller, "
-                f"but got only {n} positional arguments."
+                f"but got only {n} positional arguments. Pass the argument to differentiate "
+                "positionally (keyword arguments are not differentiated), or fix argnums."
             )
         if a < -n:
             raise ValueError(
-                f"{api_name}: argnums={argnums} holds {a}, but a negative argument index must "
-                f"be at least -len(args) = {-n} ({n} positional arguments were passed)."
+                f"{api_name}: argnums={argnums} is out of range for a call with {n} positional "
+                f"arguments (valid argnums are {-n} to {n - 1}). Pass the argument to "
+                "differentiate positionally, or fix argnums."
             )
     argnums = tuple(a % n for a in argnums)
     dyn = tuple(args[i] for i in argnums)
@@ -174,7 +185,9 @@ def _check_input_dtype_grad(api_name, holomorphic, allow_int, x):
 def _check_output_grad(api_name, holomorphic, aval):
     if aval.shape != ():
         raise TypeError(
-            f"Gradient only defined for scalar-output functions. Output had shape: {aval.shape}."
+            f"Gradient only defined for scalar-output functions. Output had shape: {aval.shape}. "
+            "Reduce the output to a scalar (e.g. jnp.sum), or use transforms.vjp or "
+            "transforms.jacrev for non-scalar outputs."
         )
     dt = aval.dtype
     if holomorphic:
@@ -224,13 +237,16 @@ def _check_tangent(p, t, api_name="jvp"):
         raise TypeError(
             f"primal and tangent arguments to {api_name} do not match; dtypes must be equal, or "
             "in case of int/bool primal dtype the tangent dtype must be float0. "
-            f"Got primal dtype {p_dtype.name} and so expected tangent dtype {expected.name}, "
-            f"but got tangent dtype {t_dtype.name} instead."
+            f"Got primal dtype {_dtype_name(p_dtype)} and so expected tangent dtype "
+            f"{_dtype_name(expected)}, but got tangent dtype {_dtype_name(t_dtype)} instead. "
+            "Cast the tangent, e.g. `t.astype(x.dtype)`, or pass "
+            "`np.zeros(x.shape, jax.dtypes.float0)` for an integer primal."
         )
     if np.shape(p) != np.shape(t):
         raise ValueError(
             f"{api_name} called with different primal and tangent shapes; "
-            f"Got primal shape {np.shape(p)} and tangent shape as {np.shape(t)}."
+            f"Got primal shape {np.shape(p)} and tangent shape as {np.shape(t)}. Each tangent "
+            "must have its primal's shape."
         )
 
 
@@ -331,13 +347,15 @@ def _check_cotangents(ct_flat, out_avals):
         if np.shape(ct) != aval.shape:
             raise ValueError(
                 f"Shape of cotangent input to vjp pullback function {np.shape(ct)} must be the "
-                f"same as the shape of corresponding primal output {aval.shape}."
+                f"same as the shape of corresponding primal output {aval.shape}. Pass one "
+                "cotangent per output, shaped like it (e.g. `jnp.ones_like(out)`)."
             )
         if ct_dtype != expected:
             raise ValueError(
-                f"Type of cotangent input to vjp pullback function ({ct_dtype.name}) is not the "
-                f"expected tangent type ({expected.name}) of corresponding primal output with "
-                f"dtype {aval.dtype.name}; cast the cotangent to {expected.name}."
+                f"Type of cotangent input to vjp pullback function ({_dtype_name(ct_dtype)}) is "
+                f"not the expected tangent type ({_dtype_name(expected)}) of corresponding "
+                f"primal output with dtype {_dtype_name(aval.dtype)}. Cast the cotangent to "
+                f"{_dtype_name(expected)}."
             )
 
 
@@ -423,7 +441,8 @@ def value_and_grad(
             shapes = [v.aval.shape for v in closed.jaxpr.outvars[: out_tree.num_leaves]]
             raise TypeError(
                 "Gradient only defined for scalar-output functions. Output was a "
-                f"{out_tree} with leaf shapes {shapes}."
+                f"{out_tree} with leaf shapes {shapes}. Return a single scalar (with has_aux=True "
+                "to also return other values), or use transforms.vjp / transforms.jacrev."
             )
         out_aval = closed.jaxpr.outvars[0].aval
         _check_output_grad(api_name, holomorphic, out_aval)
@@ -520,6 +539,74 @@ def linear_transpose(fun: Callable, *primals, reduce_axes=()):
         )
 
     return transpose_fn
+
+
+# --- eager calls: one compiled program per traced structure ---------------------------------------
+
+
+def _has_tracer(tree) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in tree_util.tree_leaves(tree))
+
+
+def _try_compiled(tag, f, dyn: tuple, extra, run):
+    """Eagerly, `run(g, dyn, extra)` as one compiled program cached on the traced jaxpr of `f`.
+
+    `g` stands in for `f` (same pytrees in and out), rebuilt from its jaxpr with the constants as
+    inputs: a changed closure changes the jaxpr or the constants, never serves a stale program.
+    Tracing `f` alone is much cheaper than running a vmapped or nested transform op by op.
+    Returns `engine.MISS` under an outer trace, or when `f` cannot be traced or keyed; the caller
+    then runs the transform directly (and raises whatever error is due).
+    """
+    if _has_tracer((dyn, extra)):
+        return engine.MISS
+    try:
+        flat, in_tree = _flatten_args(dyn)
+        closed, out_tree = trace_flat(f, in_tree, _avals(flat))
+    except Exception:  # noqa: BLE001 - the direct path reports the error properly
+        return engine.MISS
+    extra_flat, extra_tree = tree_util.tree_flatten(extra)
+
+    def program(g_flat, args_flat, extra_flat):
+        def g(*args):
+            return tree_util.tree_unflatten(out_tree, g_flat(*tree_util.tree_flatten(args)[0]))
+
+        args = tree_util.tree_unflatten(in_tree, args_flat)
+        return run(g, args, tree_util.tree_unflatten(extra_tree, extra_flat))
+
+    tag = (tag, in_tree, out_tree, extra_tree)
+    return engine.run_compiled(tag, closed, program, flat, extra_flat)
+
+
+def _compiled_when_eager(api_name: str, config: tuple, fun, argnums, direct, make):
+    """Wrap `direct` (the transform of `fun`) so eager calls run one cached compiled program.
+
+    `make(g, argnums)` builds the same transform of another function; `config` lists every
+    other option it depends on (it is part of the cache key).
+    """
+    argnums_t = _norm_argnums(argnums, api_name)
+    int_argnums = isinstance(argnums, int | np.integer)
+
+    @wraps(fun)
+    def call(*args, **kwargs):
+        if _has_tracer((args, kwargs)):
+            return direct(*args, **kwargs)
+        f = partial(fun, **kwargs) if kwargs else fun
+        try:
+            f_partial, dyn = _argnums_partial(f, args, argnums_t, api_name)
+        except (TypeError, ValueError):  # the direct path raises it, with its own message
+            return direct(*args, **kwargs)
+        # Inside the program `g` takes the differentiated arguments only, in order.
+        g_argnums = 0 if int_argnums else tuple(range(len(dyn)))
+        out = _try_compiled(
+            (api_name, config, g_argnums),
+            f_partial,
+            dyn,
+            None,
+            lambda g, dyn, _: make(g, g_argnums)(*dyn),
+        )
+        return direct(*args, **kwargs) if out is engine.MISS else out
+
+    return call
 
 
 # --- Jacobians and Hessians -----------------------------------------------------------------------
@@ -640,7 +727,15 @@ def jacfwd(
         jac_tree = tree_util.tree_unflatten(y_tree, jac_leaves)
         return (jac_tree, aux) if has_aux else jac_tree
 
-    return jacfun
+    config = (has_aux, holomorphic, chunk_size)
+    return _compiled_when_eager(
+        "jacfwd",
+        config,
+        fun,
+        argnums,
+        jacfun,
+        lambda g, a: jacfwd(g, a, has_aux, holomorphic, chunk_size=chunk_size),
+    )
 
 
 def _jac_block(c, out_shape, x):
@@ -742,7 +837,15 @@ def jacrev(
         jac_tree = tree_util.tree_unflatten(y_tree, per_out)
         return (jac_tree, res[2]) if has_aux else jac_tree
 
-    return jacfun
+    config = (has_aux, holomorphic, allow_int, chunk_size)
+    return _compiled_when_eager(
+        "jacrev",
+        config,
+        fun,
+        argnums,
+        jacfun,
+        lambda g, a: jacrev(g, a, has_aux, holomorphic, allow_int, chunk_size=chunk_size),
+    )
 
 
 def jacobian(
@@ -798,7 +901,14 @@ def hessian(
       >>> transforms.hessian(lambda x: jnp.sum(x**3))(jnp.ones(2))
       Array([[6., 0.], [0., 6.]], dtype=float32)
     """
-    return jacfwd(jacrev(fun, argnums, has_aux, holomorphic), argnums, has_aux, holomorphic)
+
+    def make(f, argnums):
+        return jacfwd(jacrev(f, argnums, has_aux, holomorphic), argnums, has_aux, holomorphic)
+
+    # Eagerly, trace `fun` once and compile the whole Hessian (not jacrev(fun) on every call).
+    return _compiled_when_eager(
+        "hessian", (has_aux, holomorphic), fun, argnums, make(fun, argnums), make
+    )
 
 
 def hvp(fun: Callable, primals, tangents):
@@ -816,9 +926,14 @@ def hvp(fun: Callable, primals, tangents):
             "hvp: primals and tangents must be tuples or lists of the function's arguments; "
             f"found {type(primals).__name__} and {type(tangents).__name__}."
         )
+    out = _try_compiled("hvp", fun, tuple(primals), tuple(tangents), _hvp_direct)
+    return _hvp_direct(fun, tuple(primals), tuple(tangents)) if out is engine.MISS else out
+
+
+def _hvp_direct(fun, primals: tuple, tangents: tuple):
     argnums = tuple(range(len(primals)))
     g = grad(fun, argnums=argnums[0] if len(primals) == 1 else argnums)
-    return jvp(g, tuple(primals), tuple(tangents))[1]
+    return jvp(g, primals, tangents)[1]
 
 
 _unused: Any = operator

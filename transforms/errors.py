@@ -24,3 +24,19 @@ class TracedControlFlowError(jax.errors.ConcretizationTypeError):
             f"The error JAX raised while tracing:\n{cause}"
         )
         Exception.__init__(self, msg)
+
+
+class MissingRuleError(NotImplementedError):
+    """A primitive has no differentiation rule for the mode that needs one.
+
+    `primitive` is the primitive's name; `mode` is "forward" or "reverse".
+    """
+
+    def __init__(self, primitive: str, mode: str, detail: str = ""):
+        self.primitive, self.mode = primitive, mode
+        super().__init__(
+            f"Differentiation rule for '{primitive}' not implemented ({mode} mode).{detail} "
+            "Give the computation a rule with jax.custom_jvp (both modes) or jax.custom_vjp "
+            "(reverse mode only), or register one in transforms.jvp.jvp_rules / "
+            "transforms.transpose.transpose_rules."
+        )

@@ -13,6 +13,8 @@ from typing import Any
 
 from jax.extend.core import Jaxpr, Literal
 
+from . import debug as _debug
+
 
 class Env:
     """Variables to values. `read` handles `Literal`s with the transform's `literal` function."""
@@ -61,15 +63,17 @@ def interpret(
 
 def bind(eqn, invals):
     """Apply `eqn`'s primitive to `invals` (eagerly, or into whatever trace is current)."""
-    # Call-like primitives (closed_call, custom_jvp_call, custom_vjp_call) turn their jaxpr
-    # params into `subfuns` here; `bind` takes those as a keyword (JAX's own eval_jaxpr does
-    # the same).
+    # Call-like primitives (shard_map, closed_call, custom_jvp_call) turn their jaxpr parameter
+    # into `subfuns`, which their `bind` reads from the parameters (jax >= 0.7).
     params = eqn.primitive.get_bind_params(eqn.params)
     out = eqn.primitive.bind(*invals, **params)
     return out if eqn.primitive.multiple_results else [out]
 
 
 def eval_step(eqn, invals):
+    if _debug.ENABLED:  # re-emitted equations keep their source (for debug_nans reports)
+        with _debug.attribute(eqn):
+            return bind(eqn, invals)
     return bind(eqn, invals)
 
 

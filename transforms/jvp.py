@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 import jax
 from jax.extend.core import Jaxpr, Primitive
 
+from . import debug as _debug
+from .errors import MissingRuleError
 from .interpreter import bind, interpret
 from .zeros import Zero, add_tangents, instantiate, tangent_aval
 
@@ -22,10 +24,7 @@ jvp_rules: dict[Primitive, Callable] = {}
 
 
 def _no_rule(prim, mode: str):
-    return NotImplementedError(
-        f"Differentiation rule for '{prim.name}' not implemented ({mode} mode). "
-        "Wrap the computation in jax.custom_jvp to give it a rule, or open an issue."
-    )
+    return MissingRuleError(prim.name, mode)
 
 
 # Which API mode is building the JVP: reverse mode linearizes through the JVP, and a missing rule
@@ -53,6 +52,13 @@ def aval_of(x):
 
 
 def jvp_step(eqn, invals):
+    if _debug.ENABLED:  # what the rule emits is attributed to the user's equation
+        with _debug.attribute(eqn, "jvp"):
+            return _jvp_step(eqn, invals)
+    return _jvp_step(eqn, invals)
+
+
+def _jvp_step(eqn, invals):
     primals = [p for p, _ in invals]
     tangents = [t for _, t in invals]
     if all(type(t) is Zero for t in tangents):

@@ -185,7 +185,7 @@ def check_grads(
       seed: seed of the random directions.
 
     Raises:
-      AssertionError saying which mode and order disagreed, with both values.
+      AssertionError: saying which mode and order disagreed, with both values.
 
     Example:
       >>> from transforms.testing import check_grads

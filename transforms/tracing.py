@@ -6,12 +6,36 @@ import jax
 import numpy as np
 from jax import tree_util
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from jax.sharding import AxisType
 
 from .errors import TracedControlFlowError
 
 
 def shape_dtype(x):
-    aval = jax.typeof(x)
+    return aval_struct(jax.typeof(x))
+
+
+def aval_struct(aval):
+    """A `ShapeDtypeStruct` to trace with, keeping everything jit or shard_map would type-check.
+
+    Inside `shard_map` the varying/invariant typing (`manual_axis_type`) must survive, or the
+    traced program would mix the two kinds without the conversions JAX inserts.
+    """
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None and (manual.varying or manual.unreduced or manual.reduced):
+        return jax.ShapeDtypeStruct(
+            aval.shape,
+            aval.dtype,
+            weak_type=aval.weak_type,
+            sharding=aval.sharding,
+            manual_axis_type=manual,
+        )
+    # On a mesh with Explicit axes the layout is part of the type as well.
+    sharding = getattr(aval, "sharding", None)
+    if AxisType.Explicit in getattr(getattr(sharding, "mesh", None), "axis_types", ()):
+        return jax.ShapeDtypeStruct(
+            aval.shape, aval.dtype, weak_type=aval.weak_type, sharding=sharding
+        )
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
 
 
@@ -73,7 +97,7 @@ def jaxpr_key(jaxpr: Jaxpr, memo: dict | None = None):
                 if arr.size > 16:
                     raise Unkeyable
                 return ("lit", arr.dtype.str, arr.shape, arr.tobytes(), v.aval.weak_type)
-            return ("lit", type(val).__name__, val)
+            return ("lit", type(val).__name__, val, v.aval)
         n = ids.get(v)
         if n is None:
             n = ids[v] = len(ids)
@@ -105,13 +129,45 @@ def _params_key(params, memo):
     return tuple(items)
 
 
+class _Same:
+    """Keys an object by identity (holding it, so its id cannot be reused while keyed)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return type(other) is _Same and other.obj is self.obj
+
+
+def _inner_const_key(c):
+    # Constants of an inner closed jaxpr (a user's jax.jit closing over an array) are baked into
+    # the derivative program, unlike the outer constants that compiled programs take as inputs:
+    # their values belong in the key. Small ones by value; large ones by identity (JAX hands back
+    # the same constant objects when it reuses a traced inner function, and arrays are immutable).
+    aval = jax.typeof(c)
+    if isinstance(c, (np.ndarray, np.generic)) and c.size <= 64:
+        return ("value", aval, np.asarray(c).tobytes())
+    return ("object", aval, _Same(c))
+
+
+_HASHABLE_PARAM_TYPES = (jax.sharding.Mesh, jax.sharding.AbstractMesh)
+
+
 def _param_key(p, memo):
     if isinstance(p, ClosedJaxpr):
-        return ("closed", jaxpr_key(p.jaxpr, memo), tuple(jax.typeof(c) for c in p.consts))
+        consts = tuple(_inner_const_key(c) for c in p.consts)
+        return ("closed", jaxpr_key(p.jaxpr, memo), consts)
     if isinstance(p, Jaxpr):
         return ("jaxpr", jaxpr_key(p, memo))
     if isinstance(p, (tuple, list)):
         return (type(p).__name__, tuple(_param_key(x, memo) for x in p))
+    if isinstance(p, _HASHABLE_PARAM_TYPES):  # callable, but compared by value: a mesh
+        return p
     if callable(p) and not isinstance(p, type):
         raise Unkeyable
     if isinstance(p, np.ndarray) or isinstance(p, jax.Array):
@@ -123,9 +179,18 @@ def _param_key(p, memo):
     return p
 
 
+_last_key: tuple = (None, None)  # (closed jaxpr, its key): one call asks up to three times
+
+
 def closed_key(closed: ClosedJaxpr):
     """Key for a closed jaxpr: its structure and the types (not values) of its constants."""
+    global _last_key
+    last_closed, last_key = _last_key
+    if last_closed is closed:  # jaxprs are immutable; holding it keeps its id from being reused
+        return last_key
     try:
-        return (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts))
+        key = (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts))
     except Unkeyable:
-        return None
+        key = None
+    _last_key = (closed, key)
+    return key

@@ -26,6 +26,8 @@ def is_zero(x) -> bool:
 
 def tangent_dtype(dtype):
     """The dtype of a tangent (or cotangent) of a value of `dtype`: `float0` for ints and bools."""
+    if dtypes.issubdtype(dtype, dtypes.extended):  # PRNG keys: no tangent space, like ints
+        return dtypes.float0
     dtype = np.dtype(dtype)
     if dtypes.issubdtype(dtype, np.inexact):
         return dtype
@@ -40,18 +42,26 @@ def tangent_aval(aval):
     return ShapedArray(aval.shape, dtype)
 
 
+def varying_axes(aval) -> tuple:
+    """The manual mesh axes (inside `shard_map`) along which values of `aval` may differ."""
+    manual = getattr(aval, "manual_axis_type", None)
+    return tuple(sorted(getattr(manual, "varying", ()), key=str))
+
+
 def full_like_aval(aval, value):
     """A concrete array of `aval`'s shape, dtype and weak type, filled with `value`.
 
     The weak type matters: a strong zero or seed where JAX has a weak one changes the types of
-    results, and `jax.jit` retraces on it.
+    results, and `jax.jit` retraces on it. Inside `shard_map` the array is typed as varying
+    along the same mesh axes as `aval`, or it would not match.
     """
     if aval.dtype == dtypes.float0:
         return np.zeros(aval.shape, dtypes.float0)
     x = lax.full(aval.shape, value, aval.dtype)
     if getattr(aval, "weak_type", False):
         x = P.convert_element_type_p.bind(x, new_dtype=aval.dtype, weak_type=True, sharding=None)
-    return x
+    axes = varying_axes(aval)
+    return lax.pcast(x, axes, to="varying") if axes else x
 
 
 def zeros_like_aval(aval):

@@ -1,4 +1,4 @@
-"""Nested calls (`jit`, `closed_call`, `remat`) and users' rules (`custom_jvp`, `custom_vjp`)."""
+"""Nested calls (`jit`, `closed_call`) and users' own rules (`custom_jvp`, `custom_vjp`)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def _call_transpose(jaxpr_param):
     return rule
 
 
-for _p, _name in ((P.jit_p, "jaxpr"), (P.closed_call_p, "call_jaxpr"), (P.remat_p, "jaxpr")):
+# remat (jax.checkpoint) is not a plain call: see rules/checkpoint.py.
+for _p, _name in ((P.jit_p, "jaxpr"), (P.closed_call_p, "call_jaxpr")):
     jvp_rules[_p] = _call_jvp(_name)
     transpose_rules[_p] = _call_transpose(_name)
 

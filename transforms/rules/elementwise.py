@@ -45,6 +45,8 @@ for _p in (
     P.reduce_and_p, P.reduce_or_p, P.reduce_xor_p, P.bitcast_convert_type_p,
 ):  # fmt: skip
     defjvp_zero(_p)
+for _p in (P.eq_to_p, P.le_to_p, P.lt_to_p):  # comparisons with a result dtype (expm uses them)
+    defjvp_zero(_p)
 
 
 # --- linear element-wise --------------------------------------------------------------------------
@@ -261,7 +263,9 @@ def _abs_jvp(t, x):
         mag = lax.abs(x)
         safe = lax.select(lax.eq(mag, _c(mag, 0)), lax.full_like(mag, 1), mag)
         return lax.div(lax.real(lax.mul(lax.conj(x), t)), safe)
-    return lax.mul(t, lax.sign(x))
+    # JAX's convention at the kink: abs'(x) = 1 for x >= 0 (so abs'(0) = 1), -1 below.
+    one = lax.full_like(x, 1)
+    return lax.mul(t, lax.select(lax.ge(x, _c(x, 0)), one, lax.neg(one)))
 
 
 defjvp(P.abs_p, _abs_jvp)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from jax import lax
 from jax.extend.core import primitives as P
+from jax.sharding import AxisType, PartitionSpec
 
 from ..jvp import jvp_rules
 from ..transpose import deflinear, is_undefined, transpose_rules
@@ -63,6 +64,7 @@ def _concatenate_transpose(ct, *xs, dimension):
 
 
 deflinear(P.concatenate_p, _concatenate_transpose)
+
 
 
 def _pad_jvp(primals, tangents, *, padding_config):
@@ -281,22 +283,33 @@ def _dot_transpose_lhs(ct, x_aval, y, *, dimension_numbers, swap_ans=False, **pa
     else:
         ans_batch, _, ans_y = _ranges_like(x_batch, x_kept, y_kept)
     dims = ((ans_y, y_kept), (ans_batch, y_batch))
-    x_contract_sorted_by_y = (
-        list(np.take(x_contract, np.argsort(y_contract))) if len(x_contract) else []
-    )
-    out_axes = np.argsort(list(x_batch) + x_kept + x_contract_sorted_by_y)
+    x_contract_sorted_by_y = list(np.take(x_contract, np.argsort(y_contract))) if len(x_contract) else []
+    res_axes = list(x_batch) + x_kept + x_contract_sorted_by_y  # x's axes, in res's order
+    out_axes = np.argsort(res_axes)
     pref = params.get("preferred_element_type")
     res = lax.dot_general(
-        ct,
-        y,
-        dims,
-        precision=params.get("precision"),
-        preferred_element_type=pref,
+        ct, y, dims, precision=params.get("precision"),
+        preferred_element_type=pref, out_sharding=_permuted_sharding(x_aval, res_axes),
     )
     res = lax.transpose(res, tuple(out_axes))
     if res.dtype != x_aval.dtype:
         res = lax.convert_element_type(res, x_aval.dtype)
     return res
+
+
+def _permuted_sharding(aval, axes):
+    """`aval`'s sharding with its dimensions in the order `axes`, when the mesh types it.
+
+    Why: on a mesh with Explicit axes the layout is part of the type, and a contraction over a
+    sharded dimension (a batch-sharded gradient) is ambiguous unless the output layout is given:
+    the cotangent takes its primal's layout.
+    """
+    sharding = getattr(aval, "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or AxisType.Explicit not in getattr(mesh, "axis_types", ()):
+        return None
+    spec = tuple(sharding.spec) + (None,) * (len(aval.shape) - len(sharding.spec))
+    return sharding.update(spec=PartitionSpec(*(spec[i] for i in axes)))
 
 
 def _dot_transpose_rhs(ct, x, y_aval, *, dimension_numbers, **params):

@@ -1,0 +1,31 @@
+"""The engine rule: nothing under transforms/ uses JAX's automatic differentiation."""
+
+import pathlib
+import re
+
+FORBIDDEN = re.compile(
+    r"jax\.(grad|value_and_grad|jvp|vjp|linearize|jacfwd|jacrev|jacobian|hessian|"
+    r"linear_transpose)\b|interpreters\.ad\b|interpreters import ad\b|primitive_jvps|"
+    r"primitive_transposes|experimental\.jet|experimental import jet|"
+    r"from jax import [^\n]*\b(grad|value_and_grad|jvp|vjp|linearize|jacfwd|jacrev|hessian)\b"
+)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "transforms"
+
+
+def test_no_jax_autodiff_in_engine():
+    hits = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if FORBIDDEN.search(code):
+                hits.append(f"{path.relative_to(ROOT.parent)}:{lineno}: {line.strip()}")
+    assert not hits, "JAX autodiff used by the engine:\n" + "\n".join(hits)
+
+
+def test_forbidden_pattern_catches_uses():
+    for bad in ["jax.grad(f)", "from jax import grad", "from jax._src.interpreters import ad",
+                "ad.primitive_jvps[p]", "jax.linear_transpose(f, x)"]:
+        assert FORBIDDEN.search(bad), bad
+    for ok in ["transforms.grad(f)", "jax.jit(f)", "jax.make_jaxpr(f)"]:
+        assert not FORBIDDEN.search(ok), ok

@@ -1,0 +1,364 @@
+"""Linear algebra: cholesky, triangular_solve, lu, qr, eigh, svd, eig, custom_linear_solve.
+
+Each JVP is the matrix-calculus identity written with the factorisation's own outputs, and is
+linear in the input tangent (coefficients are computed from primals only), so reverse mode comes
+from transposing the ops it emits: matmuls, triangle masks, and `triangular_solve` /
+`custom_linear_solve`, which are linear in their right-hand side and have transpose rules here.
+
+Notation: `dA` the input tangent, `X^H` the conjugate transpose, `tril(X, -1)` the strictly lower
+triangle. All rules work on batched matrices (leading axes are batch axes).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+from jax.extend.core import primitives as P
+
+from ..jvp import jvp_eval, jvp_rules
+from ..transpose import is_undefined, transpose_rules
+from ..zeros import Zero, instantiate, tangent_aval
+
+
+def _T(x):
+    return jnp.swapaxes(x, -1, -2)
+
+
+def _H(x):
+    return jnp.conj(_T(x)) if jnp.iscomplexobj(x) else _T(x)
+
+
+def _mm(a, b):
+    return jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
+
+
+def _eye_like(x):
+    return jnp.eye(x.shape[-1], dtype=x.dtype)
+
+
+def _diag(x):
+    # The diagonal as a masked sum (jnp.diagonal is a gather): linear, and cheap to transpose.
+    return jnp.sum(x * _eye_like(x), axis=-1)
+
+
+def _is_complex(x) -> bool:
+    return jnp.iscomplexobj(x)
+
+
+def _unsupported(prim: str, why: str) -> NotImplementedError:
+    return NotImplementedError(f"Differentiation rule for '{prim}' not implemented for {why}.")
+
+
+# --- cholesky: A = L L^H --------------------------------------------------------------------------
+
+
+def _phi(x):
+    # The lower triangle with the diagonal halved: the part of a Hermitian matrix that a
+    # perturbation of L (lower triangular) can account for.
+    return jnp.tril(x) - 0.5 * x * _eye_like(x)
+
+
+def _cholesky_jvp(primals, tangents, **params):
+    (a,), (da,) = primals, tangents
+    L = P.cholesky_p.bind(a, **params)
+    # dA is used as given (JAX's convention): jnp.linalg.cholesky symmetrises its input, and with
+    # it the tangent, before the primitive sees it.
+    inner = lax.linalg.triangular_solve(L, da, left_side=True, lower=True)
+    inner = lax.linalg.triangular_solve(
+        L, inner, left_side=False, lower=True, transpose_a=True, conjugate_a=True
+    )
+    # The primitive leaves the strict upper triangle of its output unspecified: mask it.
+    return L, _mm(jnp.tril(L), _phi(inner))
+
+
+jvp_rules[P.cholesky_p] = _cholesky_jvp
+
+
+# --- triangular_solve: op(a) x = b (left_side) or x op(a) = b -------------------------------------
+
+
+def _op(a, *, transpose_a, conjugate_a):
+    a = _T(a) if transpose_a else a
+    return jnp.conj(a) if conjugate_a and _is_complex(a) else a
+
+
+def _triangle(da, *, lower, unit_diagonal):
+    # Only the triangle the solve reads is an input; the diagonal too unless it is implicit.
+    k = -1 if unit_diagonal else 0
+    return jnp.tril(da, k) if lower else jnp.triu(da, -k)
+
+
+def _triangular_solve_jvp(primals, tangents, **params):
+    a, b = primals
+    da, db = tangents
+    x = P.triangular_solve_p.bind(a, b, **params)
+    if type(da) is Zero:
+        return x, P.triangular_solve_p.bind(a, db, **params)
+    # op(a) x = b  =>  op(a) dx = db - op(da) x ;  x op(a) = b  =>  dx op(a) = db - x op(da)
+    op_da = _op(
+        _triangle(da, lower=params["lower"], unit_diagonal=params["unit_diagonal"]),
+        transpose_a=params["transpose_a"],
+        conjugate_a=params["conjugate_a"],
+    )
+    rhs = -(_mm(op_da, x) if params["left_side"] else _mm(x, op_da))
+    if type(db) is not Zero:
+        rhs = db + rhs
+    return x, P.triangular_solve_p.bind(a, rhs.astype(x.dtype), **params)
+
+
+def _triangular_solve_transpose(ct, a, b, **params):
+    assert not is_undefined(a), "triangular_solve is linear in b only"
+    if type(ct) is Zero:
+        return [None, None]
+    # x = op(a)^-1 b  =>  ct_b = op(a)^-T ct: the same solve with transpose_a flipped.
+    flipped = dict(params, transpose_a=not params["transpose_a"])
+    return [None, P.triangular_solve_p.bind(a, ct, **flipped)]
+
+
+jvp_rules[P.triangular_solve_p] = _triangular_solve_jvp
+transpose_rules[P.triangular_solve_p] = _triangular_solve_transpose
+
+
+# --- lu: a[perm] = L U, L unit lower triangular --------------------------------------------------
+
+
+def _permutation_matrix(perm, dtype):
+    n = perm.shape[-1]
+    return (perm[..., :, None] == jnp.arange(n)).astype(dtype)
+
+
+def _lu_jvp(primals, tangents, **params):
+    (a,), (da,) = primals, tangents
+    lu, pivots, perm = P.lu_p.bind(a, **params)
+    m, n = a.shape[-2:]
+    if m != n:
+        raise _unsupported("lu", f"non-square matrices (shape {a.shape}); pad to square")
+    L = jnp.tril(lu, -1) + _eye_like(lu)
+    U = jnp.triu(lu)
+    # L^-1 P dA U^-1 = L^-1 dL + dU U^-1: its strict lower part is L^-1 dL, its upper part dU U^-1.
+    pda = _mm(_permutation_matrix(perm, a.dtype), da)
+    x = lax.linalg.triangular_solve(L, pda, left_side=True, lower=True, unit_diagonal=True)
+    x = lax.linalg.triangular_solve(U, x, left_side=False, lower=False)
+    dlu = _mm(L, jnp.tril(x, -1)) + _mm(jnp.triu(x), U)
+    int_zero = [Zero(tangent_aval(_aval(pivots))), Zero(tangent_aval(_aval(perm)))]
+    return [lu, pivots, perm], [dlu, *int_zero]
+
+
+def _aval(x):
+    import jax
+
+    return jax.typeof(x)
+
+
+jvp_rules[P.lu_p] = _lu_jvp
+
+
+# --- qr: a = Q R ----------------------------------------------------------------------------------
+
+
+def _qr_jvp(primals, tangents, *, pivoting, full_matrices, **params):
+    (a,), (da,) = primals, tangents
+    if pivoting:
+        raise _unsupported("qr", "pivoting=True")
+    q, r = P.qr_p.bind(a, pivoting=pivoting, full_matrices=full_matrices, **params)
+    m, n = a.shape[-2:]
+    if m < n or (full_matrices and m > n):
+        raise _unsupported(
+            "qr", f"shape {a.shape} with full_matrices={full_matrices} (needs m >= n, reduced)"
+        )
+    # With C = Q^H dA R^-1: Q^H dQ = Ω is skew-Hermitian and dR R^-1 = C - Ω is upper triangular.
+    da_rinv = lax.linalg.triangular_solve(r, da, left_side=False, lower=False)
+    c = _mm(_H(q), da_rinv)
+    low = jnp.tril(c, -1)
+    omega = low - _H(low)
+    if _is_complex(c):
+        omega = omega + _eye_like(c) * (c - jnp.real(c))  # the imaginary diagonal of C
+    dq = _mm(q, omega - c) + da_rinv
+    dr = _mm(c - omega, r)
+    return [q, r], [dq, dr]
+
+
+jvp_rules[P.qr_p] = _qr_jvp
+
+
+# --- eigh: a = V diag(w) V^H ----------------------------------------------------------------------
+
+
+def _eigh_jvp(primals, tangents, *, subset_by_index, **params):
+    (a,), (da,) = primals, tangents
+    if subset_by_index is not None and tuple(subset_by_index) != (0, a.shape[-1]):
+        raise _unsupported("eigh", f"subset_by_index={subset_by_index}")
+    v, w = P.eigh_p.bind(a, subset_by_index=subset_by_index, **params)
+    vh_da_v = _mm(_H(v), _mm(da, v))
+    eye = _eye_like(vh_da_v)
+    # F_ij = 1 / (w_j - w_i) off the diagonal, 0 on it.
+    f = 1 / (w[..., None, :] - w[..., :, None] + eye.real) - eye.real
+    dw = jnp.real(_diag(vh_da_v))
+    dv = _mm(v, f.astype(v.dtype) * vh_da_v)
+    return [v, w], [dv, dw.astype(w.dtype)]
+
+
+jvp_rules[P.eigh_p] = _eigh_jvp
+
+
+# --- svd: a = U diag(s) V^H -----------------------------------------------------------------------
+
+
+def _svd_jvp(primals, tangents, *, full_matrices, compute_uv, subset_by_index, **params):
+    (a,), (da,) = primals, tangents
+    m, n = a.shape[-2:]
+    if subset_by_index is not None and tuple(subset_by_index) != (0, min(m, n)):
+        raise _unsupported("svd", f"subset_by_index={subset_by_index}")
+    if _is_complex(a):
+        raise _unsupported("svd", "complex matrices")
+    if compute_uv and full_matrices and m != n:
+        raise _unsupported("svd", f"full_matrices=True with non-square shape {a.shape}")
+    s, u, vt = P.svd_p.bind(
+        a, full_matrices=False, compute_uv=True, subset_by_index=subset_by_index, **params
+    )
+    v = _H(vt)
+    ds_mat = _mm(_H(u), _mm(da, v))
+    ds = _diag(ds_mat)
+    if not compute_uv:
+        return [s], [ds]
+    s_row = s[..., None, :]
+    eye = _eye_like(ds_mat)
+    # F_ij = 1 / (s_j^2 - s_i^2) off the diagonal, 0 on it.
+    f = 1 / (s_row**2 - _T(s_row) ** 2 + eye) - eye
+    ds_s = ds_mat * s_row  # dS diag(s)
+    s_ds = _T(s_row) * ds_mat  # diag(s) dS
+    du = _mm(u, f * (ds_s + _T(ds_s)))
+    dv = _mm(v, f * (s_ds + _T(s_ds)))
+    if m > n:  # the part of dA outside span(U)
+        du = du + (_mm(da, v) - _mm(u, ds_mat)) / s_row
+    if n > m:  # the part of dA^H outside span(V)
+        dv = dv + (_mm(_T(da), u) - _mm(v, _T(ds_mat))) / s_row
+    return [s, u, vt], [ds, du, _T(dv)]
+
+
+jvp_rules[P.svd_p] = _svd_jvp
+
+
+# --- eig (forward mode): a V = V diag(w) ----------------------------------------------------------
+
+
+def _eig_jvp(primals, tangents, *, compute_left_eigenvectors, compute_right_eigenvectors, **params):
+    (a,), (da,) = primals, tangents
+    if (compute_left_eigenvectors or compute_right_eigenvectors) and not params.get(
+        "enable_eigvec_derivs"
+    ):
+        raise NotImplementedError(
+            "Derivatives of non-symmetric eigenvectors are defined only up to assumptions JAX "
+            "cannot check; call jax.lax.linalg.eig(..., enable_eigvec_derivs=True) to opt in, "
+            "or differentiate only the eigenvalues (jnp.linalg.eigvals)."
+        )
+    if compute_left_eigenvectors:
+        raise _unsupported("eig", "left eigenvectors; pass compute_left_eigenvectors=False")
+    outs = P.eig_p.bind(
+        a,
+        compute_left_eigenvectors=False,
+        compute_right_eigenvectors=compute_right_eigenvectors,
+        **params,
+    )
+    # The eigenvectors are needed for the tangents even when not returned.
+    w, v = (
+        P.eig_p.bind(a, compute_left_eigenvectors=False, compute_right_eigenvectors=True, **params)
+        if not compute_right_eigenvectors
+        else outs
+    )
+    # dw = diag(V^-1 dA V); dV = V (F ∘ V^-1 dA V), F_ij = 1 / (w_j - w_i), minus the change of
+    # the unit-norm normalisation.
+    vinv_da_v = jnp.linalg.solve(v, _mm(da.astype(v.dtype), v))
+    dw = _diag(vinv_da_v)
+    if not compute_right_eigenvectors:
+        return outs, [dw]
+    eye = _eye_like(vinv_da_v)
+    f = 1 / (w[..., None, :] - w[..., :, None] + eye) - eye
+    dv = _mm(v, f * vinv_da_v)
+    dv = dv - v * jnp.real(jnp.sum(jnp.conj(v) * dv, axis=-2, keepdims=True))
+    # LAPACK also fixes each vector's phase (its largest component is real): keep that
+    # component's tangent real too.
+    rows = jnp.arange(v.shape[-2])[:, None]
+    largest = (rows == jnp.argmax(jnp.abs(v), axis=-2)[..., None, :]).astype(v.dtype)
+    theta = jnp.imag(
+        jnp.sum(dv * largest, axis=-2, keepdims=True) / jnp.sum(v * largest, axis=-2, keepdims=True)
+    )
+    dv = dv - 1j * theta * v
+    return outs, [dw, dv]
+
+
+jvp_rules[P.eig_p] = _eig_jvp
+
+
+# --- custom_linear_solve: x = A^-1 b, with A given by its matvec ----------------------------------
+
+
+def _split_solve_args(args, const_lengths):
+    out, start = [], 0
+    for n in const_lengths:
+        out.append(list(args[start : start + n]))
+        start += n
+    return out, list(args[start:])
+
+
+def _linear_solve_jvp(primals, tangents, *, const_lengths, jaxprs):
+    (mv_c, _, _, _), b = _split_solve_args(primals, const_lengths)
+    (t_mv_c, _, _, _), t_b = _split_solve_args(tangents, const_lengths)
+    params = dict(const_lengths=const_lengths, jaxprs=jaxprs)
+    x = P.linear_solve_p.bind(*primals, **params)
+    # A x = b  =>  A dx = db - dA x, with dA x the matvec's tangent in its consts at fixed x.
+    # The solve functions are A^-1 by contract: their consts are not differentiated.
+    rhs = list(t_b)
+    if any(type(t) is not Zero for t in t_mv_c):
+        mv = jaxprs.matvec
+        _, dax = jvp_eval(
+            mv.jaxpr,
+            mv.consts,
+            [*mv_c, *x],
+            [*t_mv_c, *(Zero(tangent_aval(_aval(xi))) for xi in x)],
+        )
+        rhs = [
+            lax.neg(instantiate(d)) if type(t) is Zero else lax.sub(t, instantiate(d))
+            for t, d in zip(rhs, dax, strict=True)
+        ]
+    if all(type(t) is Zero for t in rhs):
+        return x, [Zero(tangent_aval(_aval(xi))) for xi in x]
+    consts = primals[: sum(const_lengths)]
+    rhs = [instantiate(t) for t in rhs]
+    return x, P.linear_solve_p.bind(*consts, *rhs, **params)
+
+
+def _linear_solve_transpose(cts, *invals, const_lengths, jaxprs):
+    n_consts = sum(const_lengths)
+    consts = invals[:n_consts]
+    assert not any(is_undefined(c) for c in consts), "custom_linear_solve is linear in b only"
+    if jaxprs.transpose_solve is None:
+        raise NotImplementedError(
+            "Transpose rule for 'custom_linear_solve' needs transpose_solve: pass "
+            "transpose_solve= (or symmetric=True) to jax.lax.custom_linear_solve for reverse mode."
+        )
+    if all(type(ct) is Zero for ct in cts):
+        return [None] * len(invals)
+    (mv, vm, sv, tsv), _ = _split_solve_args(consts, const_lengths)
+    # A^-T: swap matvec with vecmat and solve with transpose_solve.
+    t_lengths = type(const_lengths)(
+        matvec=const_lengths.vecmat,
+        vecmat=const_lengths.matvec,
+        solve=const_lengths.transpose_solve,
+        transpose_solve=const_lengths.solve,
+    )
+    t_jaxprs = type(jaxprs)(
+        matvec=jaxprs.vecmat,
+        vecmat=jaxprs.matvec,
+        solve=jaxprs.transpose_solve,
+        transpose_solve=jaxprs.solve,
+    )
+    cts = [instantiate(ct) for ct in cts]
+    ct_b = P.linear_solve_p.bind(
+        *vm, *mv, *tsv, *sv, *cts, const_lengths=t_lengths, jaxprs=t_jaxprs
+    )
+    return [None] * n_consts + list(ct_b)
+
+
+jvp_rules[P.linear_solve_p] = _linear_solve_jvp
+transpose_rules[P.linear_solve_p] = _linear_solve_transpose

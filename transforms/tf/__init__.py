@@ -1,0 +1,159 @@
+"""`transforms.tf`: TensorFlow-style eager code (`import transforms.tf as tf`) on our engine.
+
+Tensors wrap JAX arrays; ops run eagerly and are recorded by `GradientTape`, which
+differentiates the recorded ops with `transforms.vjp` (forward mode: `ForwardAccumulator` on
+`transforms.jvp`). Behaviour (which gradients are None, what raises, what sums) is TF's; at
+non-differentiable points (`abs'(0)`, `maximum` ties) the derivative is JAX's.
+"""
+
+from types import SimpleNamespace as _NS
+
+from . import math, nn, random  # noqa: F401
+from .custom import cond, custom_gradient, while_loop
+from .forward import ForwardAccumulator
+from .function import function
+from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
+    abs,
+    add,
+    add_n,
+    argmax,
+    argmin,
+    broadcast_to,
+    cast,
+    ceil,
+    clip_by_value,
+    concat,
+    constant,
+    convert_to_tensor,
+    cos,
+    cumsum,
+    divide,
+    einsum,
+    equal,
+    exp,
+    expand_dims,
+    eye,
+    fill,
+    floor,
+    floordiv,
+    gather,
+    greater,
+    greater_equal,
+    identity,
+    less,
+    less_equal,
+    linspace,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    matmul,
+    maximum,
+    minimum,
+    mod,
+    multiply,
+    negative,
+    newaxis,
+    norm,
+    not_equal,
+    one_hot,
+    ones,
+    ones_like,
+    pow,
+    range,
+    rank,
+    reciprocal,
+    reduce_all,
+    reduce_any,
+    reduce_logsumexp,
+    reduce_max,
+    reduce_mean,
+    reduce_min,
+    reduce_prod,
+    reduce_std,
+    reduce_sum,
+    reduce_variance,
+    reshape,
+    round,
+    saturate_cast,
+    shape,
+    sigmoid,
+    sign,
+    sin,
+    size,
+    split,
+    sqrt,
+    square,
+    squared_difference,
+    squeeze,
+    stack,
+    stop_gradient,
+    subtract,
+    tan,
+    tanh,
+    tensordot,
+    tile,
+    transpose,
+    truediv,
+    unstack,
+    where,
+    zeros,
+    zeros_like,
+)
+from .optimizers import optimizers
+from .tape import GradientTape, UnconnectedGradients
+from .tensor import (  # noqa: F401
+    DType,
+    Tensor,
+    TensorShape,
+    bfloat16,
+    complex64,
+    complex128,
+    float16,
+    float32,
+    float64,
+    int8,
+    int16,
+    int32,
+    int64,
+    uint8,
+)
+from .tensor import bool_ as bool  # noqa: A001  (TF's name)
+from .variable import Variable
+
+autodiff = _NS(ForwardAccumulator=ForwardAccumulator, GradientTape=GradientTape)
+linalg = _NS(matmul=matmul, norm=norm, einsum=einsum, eye=eye)
+dtypes = _NS(float32=float32, float64=float64, int32=int32, int64=int64, bool=bool)
+keras = _NS(optimizers=optimizers)
+
+
+def executing_eagerly() -> bool:
+    """True outside `tf.function` tracing (as in TF)."""
+    from .core import state
+
+    return state.var_values is None
+
+
+def print(*inputs, **kwargs):  # noqa: A001  (TF's name)
+    """Print tensors' values (TF's `tf.print`); inside tf.function this happens at trace time."""
+    import builtins
+
+    builtins.print(
+        *[x.numpy() if isinstance(x, Tensor | Variable) else x for x in inputs], **kwargs
+    )
+
+
+__all__ = [
+    "GradientTape",
+    "ForwardAccumulator",
+    "Tensor",
+    "Variable",
+    "UnconnectedGradients",
+    "autodiff",
+    "constant",
+    "custom_gradient",
+    "function",
+    "cond",
+    "while_loop",
+    "stop_gradient",
+]
