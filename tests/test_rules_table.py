@@ -67,6 +67,10 @@ def ties(rng, shape, dtype):  # repeated values, zeros included: ties for max/mi
     return np.asarray(rng.choice([0.0, 1.0, -1.0, 2.0], shape), dtype)
 
 
+def zeros(rng, shape, dtype):  # exactly at the kink of abs, the base 0 of pow
+    return np.zeros(shape, dtype)
+
+
 def ints(rng, shape, dtype):
     return np.asarray(rng.integers(-3, 4, shape), np.int32)
 
@@ -134,14 +138,18 @@ ROWS = [
     unary("digamma", lax.digamma, pos, order=1),
     unary("neg", lax.neg),
     unary("abs", lax.abs, away0),
-    unary("abs_at_zero", lambda x: lax.abs(x * 0.0), prim="abs", fd=False),
+    # at the kink the input itself is 0 and its tangent is not: JAX's abs'(0) convention
+    unary("abs_at_zero", lax.abs, zeros, prim="abs", fd=False),
     # powers
     *[
         unary(f"integer_pow_{n}", lambda x, n=n: lax.integer_pow(x, n), away0, prim="integer_pow")
         for n in (0, 1, 2, 3, -2)
     ],
     Row("pow", lax.pow, (pos, anyr), "pow"),
-    Row("pow_zero_base", lambda x, y: lax.pow(x * 0.0, y), (pos, pos), "pow", fd=False),
+    Row("pow_int_exponent", lax.pow, (away0, ints), "pow"),
+    Row("pow_zero_base", lax.pow, (zeros, pos), "pow", fd=False),
+    Row("pow_zero_base_int_exponent", lax.pow, (zeros, ints), "pow", fd=False),
+    Row("pow_zero_base_zero_exponent", lax.pow, (zeros, zeros), "pow", fd=False),
     Row("atan2", lax.atan2, (away0, away0), "atan2"),
     Row("rem", lax.rem, (frac, gt1), "rem"),
     # arithmetic (binary; broadcasting covered by Hypothesis below)
