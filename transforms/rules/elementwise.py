@@ -284,23 +284,30 @@ defjvp(P.abs_p, _abs_jvp)
 
 
 def _pow_dx(t, x, y):
-    # d/dx x**y = y * x**(y-1), with 0 where y == 0 (so 0**0 has derivative 0, as in JAX).
-    out_shape = np.shape(lax.mul(x, y))
-    x, y_b = _broadcast_to(x, out_shape), _broadcast_to(y, out_shape)
-    jac = lax.select(
-        lax.eq(y_b, _c(y_b, 0)),
-        lax.full_like(y_b, 0),
-        lax.mul(y_b, lax.pow(x, lax.sub(y_b, _c(y_b, 1)))),
-    )
-    # JAX's pow tangents are strongly typed even for weak (Python scalar) operands; so are ours.
-    return lax.mul(t, lax.convert_element_type(jac, _shaped(t).dtype))
+    # d/dx x**y = y * x**(y-1). JAX's conventions at x = 0: an integer exponent 0 gives 0 (x**0
+    # is constant); a float exponent follows the formula, so 0**0.0 gives 0 * inf = nan.
+    y_x = y if _shaped(y).dtype == _shaped(x).dtype else lax.convert_element_type(y, x.dtype)
+    jac = lax.mul(y_x, lax.pow(x, lax.sub(y_x, _c(y_x, 1))))
+    if not np.issubdtype(_shaped(y).dtype, np.inexact):
+        y_is_0 = _broadcast_like(lax.eq(y_x, _c(y_x, 0)), jac)
+        jac = lax.select(y_is_0, lax.full_like(jac, 0), jac)
+    return lax.mul(t, _strong(jac))
 
 
 def _pow_dy(t, out, x, y):
     # d/dy x**y = log(x) * x**y, with log(0) replaced by 0 where x == 0.
     safe_x = lax.select(lax.eq(x, _c(x, 0)), lax.full_like(x, 1), x)
-    jac = lax.mul(lax.log(safe_x), out)
-    return lax.mul(t, lax.convert_element_type(jac, _shaped(t).dtype))
+    return _strong(lax.mul(t, lax.mul(lax.log(safe_x), out)))
+
+
+def _strong(t):
+    # JAX's pow tangents are strongly typed even for weak (Python scalar) operands. Its x
+    # cotangent is strong too (the coefficient is converted), its y cotangent weak (the tangent
+    # is converted, and the transpose of a conversion restores the weak type); we match both.
+    aval = _shaped(t)
+    if not aval.weak_type:
+        return t
+    return P.convert_element_type_p.bind(t, new_dtype=aval.dtype, weak_type=False, sharding=None)
 
 
 def _pow_jvp(primals, tangents, **params):
