@@ -208,7 +208,8 @@ def test_bench_harness_smoke(tmp_path):
     from bench.__main__ import run
 
     text = run(quick=True, out=tmp_path, others=False, log=lambda *_: None)
-    assert "| mlp grad | jit |" in text and "| chain | build |" in text
+    assert "| mlp grad | jit |" in text and "| mlp hvp | eager |" in text
+    assert "| chain | build |" in text
     assert "Fitted exponent" in text and "residuals kept" in text
     assert (tmp_path / "RESULTS.md").read_text() == text
     assert (tmp_path / "scaling.png").stat().st_size > 1000
