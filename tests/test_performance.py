@@ -8,6 +8,8 @@ needs, and that the benchmark harness still runs (on its smallest sizes; no timi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -204,7 +206,9 @@ def test_reverse_mode_keeps_only_the_residuals_it_needs():
     assert engine.linearize_program(closed, (True,)).num_residuals == 1
 
 
-def test_bench_harness_smoke(tmp_path):
+def test_bench_harness_smoke(tmp_path, monkeypatch):
+    # `bench/` sits next to `tests/`, at the repository root (not an installed package).
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     from bench.__main__ import run
 
     text = run(quick=True, out=tmp_path, others=False, log=lambda *_: None)
