@@ -29,6 +29,8 @@ class Case:
     mode: str  # "jit" compiled call, "eager" un-jitted call, "build" make_jaxpr of the derivative
     size: int
     impls: dict[str, Callable[[], object]] = field(default_factory=dict)
+    # For compiled cases: (ours, JAX's, args), un-jitted, to compare the optimised programs.
+    programs: tuple | None = None
 
     @property
     def target(self) -> float:
@@ -161,6 +163,8 @@ def dense_cases(mlp_sizes=(256, 512, 512, 10), batch=128, n=400, others=True) ->
             wrap = jax.jit if mode == "jit" else (lambda h: h)
             mine, ref = wrap(fn), wrap(theirs[name])
             case = Case(name, mode, sizes.get(name, n))
+            if mode == "jit":
+                case.programs = (fn, theirs[name], args)
             case.impls["transforms"] = lambda mine=mine, args=args: mine(*args)
             case.impls["JAX"] = lambda ref=ref, args=args: ref(*args)
             for lib, table in others.items():
