@@ -155,8 +155,8 @@ def _eager_misses(results) -> list[str]:
         overhead = _fmt_time(max(r.medians["transforms"] - compute, 0.0))
         why = (
             "the workload is compute-bound: no eager path can reach the target on it"
-            if share > 0.35
-            else "the rest is tracing the function and looking the program up"
+            if share >= r.case.target
+            else "that is tracing the function and looking its program up"
         )
         notes.append(
             f"- {r.case.workload} (eager): the compiled program alone (its `jit` row) takes "

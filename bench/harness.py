@@ -139,8 +139,11 @@ def machine() -> str:
         cpu = f"{names[0]} ({len(names)} logical cores)" if names else cpu
     except OSError:
         pass
+    import os
+
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     return (
-        f"{cpu}; JAX {jax.__version__} on {dev.platform.upper()} ({dev.device_kind}); "
+        f"{cpu}{load}; JAX {jax.__version__} on {dev.platform.upper()} ({dev.device_kind}); "
         f"Python {platform.python_version()}; {platform.system()} {platform.release()}"
     )
 
