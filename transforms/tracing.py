@@ -6,12 +6,36 @@ import jax
 import numpy as np
 from jax import tree_util
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from jax.sharding import AxisType
 
 from .errors import TracedControlFlowError
 
 
 def shape_dtype(x):
-    aval = jax.typeof(x)
+    return aval_struct(jax.typeof(x))
+
+
+def aval_struct(aval):
+    """A `ShapeDtypeStruct` to trace with, keeping everything jit or shard_map would type-check.
+
+    Inside `shard_map` the varying/invariant typing (`manual_axis_type`) must survive, or the
+    traced program would mix the two kinds without the conversions JAX inserts.
+    """
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None and (manual.varying or manual.unreduced or manual.reduced):
+        return jax.ShapeDtypeStruct(
+            aval.shape,
+            aval.dtype,
+            weak_type=aval.weak_type,
+            sharding=aval.sharding,
+            manual_axis_type=manual,
+        )
+    # On a mesh with Explicit axes the layout is part of the type as well.
+    sharding = getattr(aval, "sharding", None)
+    if AxisType.Explicit in getattr(getattr(sharding, "mesh", None), "axis_types", ()):
+        return jax.ShapeDtypeStruct(
+            aval.shape, aval.dtype, weak_type=aval.weak_type, sharding=sharding
+        )
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
 
 

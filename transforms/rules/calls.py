@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.extend.core import ClosedJaxpr, Primitive
+from jax.extend.core import ClosedJaxpr, Primitive, new_jaxpr_eqn
 from jax.extend.core import primitives as P
 
 from ..interpreter import eval_jaxpr
-from ..jvp import jvp_eval, jvp_rules
+from ..jvp import current_mode, jvp_eval, jvp_rules
+from ..partial_eval import fresh_vars, partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, tangent_aval
 
@@ -40,10 +41,43 @@ def _call_transpose(jaxpr_param):
     return rule
 
 
+def _call_partial_eval(jaxpr_param):
+    # Our JVP inlines calls, but a call can still reach partial evaluation whole, mixing primal
+    # and tangent work: from a user's custom_jvp rule, whose JVP program is evaluated as is.
+    # Split its body, and emit the halves as two `closed_call`s joined by residuals.
+    def rule(eqn, unknowns):
+        jaxpr, consts = _closed(eqn.params[jaxpr_param])
+        split = split_jaxpr(jaxpr, unknowns)
+        residuals = fresh_vars([v.aval for v in split.residuals])
+        known_in = [v for v, u in zip(eqn.invars, unknowns, strict=True) if not u]
+        unknown_in = [v for v, u in zip(eqn.invars, unknowns, strict=True) if u]
+        outs = list(zip(eqn.outvars, split.out_unknowns, strict=True))
+        known_eqn = new_jaxpr_eqn(
+            known_in,
+            [*(v for v, u in outs if not u), *residuals],
+            P.closed_call_p,
+            {"call_jaxpr": ClosedJaxpr(split.known, consts)},
+            eqn.effects,
+            eqn.source_info,
+        )
+        unknown_eqn = new_jaxpr_eqn(
+            [*residuals, *unknown_in],
+            [v for v, u in outs if u],
+            P.closed_call_p,
+            {"call_jaxpr": ClosedJaxpr(split.linear, ())},
+            eqn.effects,
+            eqn.source_info,
+        )
+        return [known_eqn], [unknown_eqn], split.out_unknowns
+
+    return rule
+
+
 # remat (jax.checkpoint) is not a plain call: see rules/checkpoint.py.
 for _p, _name in ((P.jit_p, "jaxpr"), (P.closed_call_p, "call_jaxpr")):
     jvp_rules[_p] = _call_jvp(_name)
     transpose_rules[_p] = _call_transpose(_name)
+    partial_eval_rules[_p] = _call_partial_eval(_name)
 
 
 # --- custom_jvp: call the user's rule -------------------------------------------------------------
@@ -96,9 +130,30 @@ def _custom_lin_impl(*_, **__):
 custom_lin_p.def_impl(_custom_lin_impl)
 
 
+class _Opaque:
+    """Holds a Python callable as an equation parameter: hashed and compared by identity."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self):
+        return id(self.value)
+
+    def __eq__(self, other):
+        return type(other) is _Opaque and other.value is self.value
+
+
 def _custom_vjp_call_jvp(
     primals, tangents, *, call_jaxpr, fwd_jaxpr_thunk, num_consts, bwd, out_trees, symbolic_zeros
 ):
+    if current_mode() == "forward":
+        raise TypeError(
+            "can't apply forward-mode autodiff (jvp, jacfwd, hessian) to a custom_vjp function: "
+            "it defines only a reverse-mode rule. Use transforms.grad / vjp / jacrev, or give "
+            "the function a jax.custom_jvp rule instead."
+        )
     args = primals[num_consts:]
     arg_tangents = tangents[num_consts:]
     perturbed = tuple(type(t) is not Zero for t in arg_tangents)
@@ -115,7 +170,7 @@ def _custom_vjp_call_jvp(
         *residuals,
         *nz_tangents,
         num_res=len(residuals),
-        bwd=bwd,
+        bwd=_Opaque(bwd),
         out_avals=out_avals,
         symbolic_zeros=symbolic_zeros,
         in_zeros=tuple(not p for p in perturbed),
@@ -136,20 +191,15 @@ def _custom_lin_transpose(
         instantiate(c) if type(c) is not Zero else instantiate(Zero(a))
         for c, a in zip(cts, out_avals)
     ]
-    cts_in = list(bwd.call_wrapped(*residuals, *cts))
+    cts_in = list(bwd.value.call_wrapped(*residuals, *cts))
     # bwd returns cotangents for the call's consts first (zeros), then for its arguments.
     cts_in = cts_in[len(cts_in) - len(in_zeros) :]
     result = [None] * num_res
-    for ct, zero, a in zip(cts_in, in_zeros, _nz_avals(invals[num_res:], in_zeros)):
+    for ct, zero in zip(cts_in, in_zeros, strict=True):
         if zero:
             continue
         result.append(None if _is_symbolic_zero(ct) else ct)
     return result
-
-
-def _nz_avals(nz_invals, in_zeros):
-    it = iter(nz_invals)
-    return [None if z else next(it) for z in in_zeros]
 
 
 jvp_rules[P.custom_vjp_call_p] = _custom_vjp_call_jvp
