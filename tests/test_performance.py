@@ -131,11 +131,10 @@ def test_eager_and_jit_agree(api):
 def test_argnums_kwargs_and_aux_through_the_compiled_path():
     f = lambda a, b, scale=1.0: (jnp.sum(a * jnp.sin(b)) * scale, {"b": b})
     for ours, theirs in ((T.jacfwd, jax.jacfwd), (T.jacrev, jax.jacrev), (T.hessian, jax.hessian)):
-        for argnums in (0, 1, (0, 1)):
-            for scale in (1.0, 2.0):
-                got = ours(f, argnums, has_aux=True)(X, _v(X), scale=scale)
-                want = theirs(f, argnums, has_aux=True)(X, _v(X), scale=scale)
-                jax.tree_util.tree_map(np.testing.assert_allclose, got, want)
+        for argnums, scale in ((0, 1.0), (0, 2.0), (1, 2.0), ((0, 1), 3.0)):
+            got = ours(f, argnums, has_aux=True)(X, _v(X), scale=scale)
+            want = theirs(f, argnums, has_aux=True)(X, _v(X), scale=scale)
+            jax.tree_util.tree_map(np.testing.assert_allclose, got, want)
 
 
 def test_static_int_argument_used_in_python_stays_static():
@@ -167,7 +166,7 @@ def test_concrete_arguments_with_a_closed_over_tracer():
 def test_users_rules_are_never_stale():
     # custom_jvp / custom_vjp rules are Python callables, keyed by the rule function: a rule that
     # closes over another value is another rule.
-    for scale in (1.0, 2.0, 3.0):
+    for scale in (1.0, 3.0):
 
         @jax.custom_jvp
         def f(x):
