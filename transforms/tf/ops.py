@@ -79,10 +79,10 @@ def _pair(x, y):
     y_is = isinstance(y, Tensor | Variable)
     if x_is and not y_is:
         x = _t(x)
-        return x, Tensor(_as_value(y, x.dtype))
+        return x, _scalar_or_value(y, x.dtype)
     if y_is and not x_is:
         y = _t(y)
-        return Tensor(_as_value(x, y.dtype)), y
+        return _scalar_or_value(x, y.dtype), y
     x, y = _t(x), _t(y)
     if x.dtype != y.dtype:
         raise TypeError(
@@ -90,6 +90,14 @@ def _pair(x, y):
             f"{y.dtype.name}; tf.cast one of them first."
         )
     return x, y
+
+
+def _scalar_or_value(v, dtype) -> Tensor:
+    # A Python scalar operand stays a NumPy scalar (no device transfer of its own): building a
+    # JAX array per `0.01 * g` costs more than the op.
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return Tensor(np.asarray(v, dtype))
+    return Tensor(_as_value(v, dtype))
 
 
 def _unary(jfn):
