@@ -21,24 +21,40 @@ RNG = np.random.default_rng(0)
 
 def _rand_like(tree, seed=1):
     rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=np.shape(x))), tree)
+    return jax.tree_util.tree_map(
+        lambda x: jnp.asarray(rng.normal(size=np.shape(x)).astype(x.dtype)), tree
+    )
 
 
 def check_both_modes(f, *args, atol=1e-10, rtol=1e-10):
-    """Outputs, forward mode and reverse mode of `f` at `args` agree with JAX's."""
+    """Outputs, forward mode, reverse mode and linearize of `f` agree with JAX's.
+
+    Ours and JAX's run inside one jax.jit, so each check is one compilation.
+    """
     tangents = _rand_like(args, seed=2)
-    out, out_dot = T.jvp(f, args, tangents)
-    ref_out, ref_dot = jax.jvp(f, args, tangents)
-    _close(out, ref_out, atol, rtol)
-    _close(out_dot, ref_dot, atol, rtol)
+    ct = _rand_like(jax.eval_shape(f, *args), seed=3)
 
-    out, vjp_fn = T.vjp(f, *args)
-    ref_out, ref_vjp = jax.vjp(f, *args)
-    ct = _rand_like(ref_out, seed=3)
-    _close(vjp_fn(ct), ref_vjp(ct), atol, rtol)
+    @jax.jit
+    def both(args, tangents, ct):
+        out, vjp_fn = T.vjp(f, *args)
+        ref, ref_vjp = jax.vjp(f, *args)
+        _, f_lin = T.linearize(f, *args)
+        ref_dot = jax.jvp(f, args, tangents)[1]
+        return (
+            (T.jvp(f, args, tangents), (ref, ref_dot)),
+            ((out, vjp_fn(ct)), (ref, ref_vjp(ct))),
+            (f_lin(*tangents), ref_dot),
+        )
 
-    out, f_lin = T.linearize(f, *args)
-    _close(f_lin(*tangents), ref_dot, atol, rtol)
+    for ours, ref in both(args, tangents, ct):
+        _close(ours, ref, atol, rtol)
+
+
+def check_eager(f, *args):
+    """The eager (compiled-program) path: gradient of the sum of `f`'s outputs matches JAX's."""
+    loss = lambda *a: sum(jnp.sum(o) for o in jax.tree_util.tree_leaves(f(*a)))  # noqa: E731
+    argnums = tuple(range(len(args)))
+    _close(T.grad(loss, argnums)(*args), jax.grad(loss, argnums)(*args), 1e-10, 1e-10)
 
 
 def check_finite_differences(f, x, eps=1e-6, tol=1e-6):
@@ -80,7 +96,12 @@ def _scan_fn(reverse):
             c = jnp.tanh(c * w + xi)
             return c, jnp.sin(c) * xi
 
-        c, ys = lax.scan(body, jnp.zeros(2), jnp.concatenate([x[:, None], x[:, None] ** 2], axis=1), reverse=reverse)
+        c, ys = lax.scan(
+            body,
+            jnp.zeros(2),
+            jnp.concatenate([x[:, None], x[:, None] ** 2], axis=1),
+            reverse=reverse,
+        )
         return c, ys
 
     return f
@@ -89,6 +110,7 @@ def _scan_fn(reverse):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_scan_both_modes(reverse):
     check_both_modes(_scan_fn(reverse), X3, jnp.array([0.5, -1.2]))
+    check_eager(_scan_fn(reverse), X3, jnp.array([0.5, -1.2]))
 
 
 def test_scan_finite_differences():
@@ -143,7 +165,11 @@ def test_fori_loop_static_bounds_and_map():
 
 def test_transposed_scan_is_a_reverse_scan_not_unrolled():
     def f(x, n):
-        return lax.scan(lambda c, xi: (jnp.sin(c) * xi, c), x[0], jnp.reshape(jnp.broadcast_to(x, (n, 3)), (-1,)))[0]
+        return lax.scan(
+            lambda c, xi: (jnp.sin(c) * xi, c),
+            x[0],
+            jnp.reshape(jnp.broadcast_to(x, (n, 3)), (-1,)),
+        )[0]
 
     def backward_jaxpr(n):
         x = jnp.ones(3)
@@ -202,6 +228,7 @@ def _cond_fn(x):
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_cond_both_modes(sign):
     check_both_modes(_cond_fn, sign * X3)
+    check_eager(_cond_fn, sign * X3)
     check_finite_differences(lambda x: jnp.sum(_cond_fn(x)[0]) + jnp.sum(_cond_fn(x)[2]), sign * X3)
 
 
@@ -252,7 +279,9 @@ def test_while_forward_mode_and_linearize():
     [
         lambda x: jnp.sum(_while_fn(x)),
         # fori_loop with a traced trip count lowers to while_loop
-        lambda x: lax.fori_loop(0, jnp.int32(jnp.sum(x) > 0) + 3, lambda i, c: c * x, jnp.ones(3)).sum(),
+        lambda x: lax.fori_loop(
+            0, jnp.int32(jnp.sum(x) > 0) + 3, lambda i, c: c * x, jnp.ones(3)
+        ).sum(),
     ],
 )
 def test_while_reverse_mode_error_says_how_to_bound(fn):
@@ -269,15 +298,17 @@ def test_hessian_through_scan_and_cond():
         c, ys = lax.scan(lambda c, xi: (jnp.sin(c * xi) + c, c * xi**2), 0.5, x)
         return lax.cond(c > 0, lambda: c * jnp.sum(ys), lambda: jnp.sum(jnp.exp(ys)))
 
-    np.testing.assert_allclose(T.hessian(f)(X3), jax.hessian(f)(X3), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(T.hessian(f)(-X3), jax.hessian(f)(-X3), rtol=1e-10, atol=1e-12)
-    # forward-over-reverse and reverse-over-forward
-    np.testing.assert_allclose(
-        T.jacfwd(T.grad(f))(X3), jax.hessian(f)(X3), rtol=1e-10, atol=1e-12
-    )
-    np.testing.assert_allclose(
-        T.jacrev(T.jacfwd(f))(X3), jax.hessian(f)(X3), rtol=1e-10, atol=1e-12
-    )
+    @jax.jit
+    def hessians(x):
+        # reverse-over-reverse, forward-over-reverse and reverse-over-forward, and the oracle
+        return (T.hessian(f)(x), T.jacfwd(T.grad(f))(x), T.jacrev(T.jacfwd(f))(x)), jax.hessian(f)(
+            x
+        )
+
+    for x in (X3, -X3):  # both branches of the cond
+        ours, ref = hessians(x)
+        for h in ours:
+            np.testing.assert_allclose(h, ref, rtol=1e-10, atol=1e-12)
 
 
 def test_grad_of_scan_inside_jit_inside_cond_inside_scan():
@@ -294,8 +325,7 @@ def test_grad_of_scan_inside_jit_inside_cond_inside_scan():
         return c + jnp.sum(ys)
 
     check_both_modes(f, X3)
-    np.testing.assert_allclose(T.grad(f)(X3), jax.grad(f)(X3), rtol=1e-10)
-    np.testing.assert_allclose(T.jit(T.grad(f))(X3) if hasattr(T, "jit") else jax.jit(T.grad(f))(X3), jax.grad(f)(X3), rtol=1e-10)
+    check_eager(f, X3)
 
 
 def test_vmap_of_grad_through_scan():
@@ -326,3 +356,16 @@ def test_scan_random_shapes(length, width, reverse, seed):
         return lax.scan(body, jnp.ones(width), xs, reverse=reverse)
 
     check_both_modes(f, w, xs)
+
+
+def test_linear_transpose_of_a_loop_with_a_counter():
+    # A user's linear function whose loop also carries a (non-linear) counter.
+    w = jnp.array([[0.5, 0.1, 0.0], [0.2, -0.3, 0.4], [0.0, 0.7, 0.1]])
+
+    def f(x):
+        return lax.fori_loop(0, 3, lambda i, c: w @ c * (i + 1.0), x)
+
+    ct = jnp.array([1.0, -2.0, 0.5])
+    (ours,) = T.linear_transpose(f, X3)(ct)
+    (ref,) = jax.linear_transpose(f, X3)(ct)
+    np.testing.assert_allclose(ours, ref, rtol=1e-12)

@@ -150,7 +150,7 @@ jvp_rules[P.name_p] = _name_jvp
 transpose_rules[P.name_p] = lambda ct, x, *, name: [ct]
 
 
-# --- optimization_barrier: identity on values, so identity on tangents and cotangents --------------
+# --- optimization_barrier: identity on values, so identity on tangents and cotangents -------------
 
 optimization_barrier_p = jax.make_jaxpr(lax.optimization_barrier)(1.0).eqns[0].primitive
 

@@ -117,7 +117,8 @@ def _scan_jvp(
         if grown == carry_nz:
             break
         carry_nz = grown
-    ys_nz = out_nz[n_k:]
+    out_avals = [v.aval for v in jaxpr.jaxpr.outvars]
+    ys_nz = [z and _differentiable(a) for z, a in zip(out_nz[n_k:], out_avals[n_k:], strict=True)]
     consts, init, xs = _split3(primals, n_c, n_k)
     t_consts, t_init, t_xs = _split3(tangents, n_c, n_k)
     carry_t_avals = [tangent_aval(a) for a in avals[n_c : n_c + n_k]]
@@ -147,7 +148,6 @@ def _scan_jvp(
     (c_out, t_c_out), (ys, t_ys) = lax.scan(
         body, (init, t_init_nz), (xs, t_xs_nz), length=length, reverse=reverse, unroll=unroll
     )
-    out_avals = [v.aval for v in jaxpr.jaxpr.outvars]
     out_t = _tangents_in(carry_nz + ys_nz, [*t_c_out, *t_ys], out_avals)
     return [*c_out, *ys], out_t
 
@@ -251,13 +251,52 @@ def _scan_partial_eval(eqn, unknowns):
     return [known_eqn], [unknown_eqn], out_u
 
 
+def _transpose_by_splitting(prim, params, cts, invals):
+    # An equation that mixes non-linear and linear work (a loop counter next to a linear carry,
+    # as in a user's function given to linear_transpose): split it like partial evaluation
+    # does, evaluate the non-linear half, transpose the linear half.
+    in_lin = [is_undefined(x) for x in invals]
+    avals = [x.aval if is_undefined(x) else jax.typeof(x) for x in invals]
+    one_eqn = jax.make_jaxpr(lambda *a: prim.bind(*a, **params))(*map(_sds, avals))
+    s = split_jaxpr(one_eqn.jaxpr, in_lin, keep_known_outs=[False] * len(cts))
+    residuals = eval_jaxpr(s.known, one_eqn.consts, *_pick(invals, in_lin, False))
+    cts_lin = [
+        instantiate(ct) if type(ct) is not Zero else ct
+        for ct, u in zip(cts, s.out_unknowns, strict=True)
+        if u
+    ]
+    mask = [False] * len(residuals) + [True] * sum(in_lin)
+    return _merge(
+        in_lin, backward_pass(s.linear, [], residuals, mask, cts_lin), [None] * len(invals)
+    )
+
+
 def _scan_transpose(cts, *invals, jaxpr, num_consts, num_carry, length, reverse, unroll, **params):
-    # Every carry of a linear scan is linear (partial evaluation put the others in the known
-    # scan); consts and xs are linear where undefined, residuals otherwise.
+    # Consts and xs are linear where undefined, residuals otherwise; every carry must be linear
+    # (partial evaluation puts the others in the known scan), else split first.
     n_c, n_k = num_consts, num_carry
     consts, init, xs = _split3(invals, n_c, n_k)
     const_lin = [is_undefined(c) for c in consts]
     xs_lin = [is_undefined(x) for x in xs]
+    carry_lin = [is_undefined(x) for x in init]
+    n_ys = len(jaxpr.jaxpr.outvars) - n_k
+    while True:
+        s = split_jaxpr(jaxpr.jaxpr, const_lin + carry_lin + xs_lin, [False] * (n_k + n_ys))
+        grown = [a or b for a, b in zip(carry_lin, s.out_unknowns[:n_k], strict=True)]
+        if grown == carry_lin:
+            break
+        carry_lin = grown
+    if not all(carry_lin):
+        all_params = dict(
+            params,
+            jaxpr=jaxpr,
+            num_consts=n_c,
+            num_carry=n_k,
+            length=length,
+            reverse=reverse,
+            unroll=unroll,
+        )
+        return _transpose_by_splitting(P.scan_p, all_params, cts, invals)
     mask = const_lin + [True] * n_k + xs_lin
     res_consts = _pick(consts, const_lin, False)
     res_xs = _pick(xs, xs_lin, False)
@@ -312,8 +351,11 @@ def _cond_jvp(primals, tangents, *, branches, **params):
     t_ops = tangents[1:]
     nz = [type(t) is not Zero for t in t_ops]
     # A tangent output is nonzero if any branch makes it so; the others instantiate zeros.
-    out_nz = [any(col) for col in zip(*(jvp_nonzeros(b, nz) for b in branches), strict=True)]
     out_avals = [v.aval for v in branches[0].jaxpr.outvars]
+    out_nz = [
+        any(col) and _differentiable(a)
+        for col, a in zip(zip(*(jvp_nonzeros(b, nz) for b in branches)), out_avals, strict=True)
+    ]
     out_t_avals = [tangent_aval(a) for a in out_avals]
     in_avals = [v.aval for v in branches[0].jaxpr.invars]
 

@@ -49,7 +49,7 @@ def _unsupported(prim: str, why: str) -> NotImplementedError:
     return NotImplementedError(f"Differentiation rule for '{prim}' not implemented for {why}.")
 
 
-# --- cholesky: A = L L^H ---------------------------------------------------------------------------
+# --- cholesky: A = L L^H --------------------------------------------------------------------------
 
 
 def _phi(x):
@@ -74,7 +74,7 @@ def _cholesky_jvp(primals, tangents, **params):
 jvp_rules[P.cholesky_p] = _cholesky_jvp
 
 
-# --- triangular_solve: op(a) x = b (left_side) or x op(a) = b ----------------------------------------
+# --- triangular_solve: op(a) x = b (left_side) or x op(a) = b -------------------------------------
 
 
 def _op(a, *, transpose_a, conjugate_a):
@@ -181,7 +181,7 @@ def _qr_jvp(primals, tangents, *, pivoting, full_matrices, **params):
 jvp_rules[P.qr_p] = _qr_jvp
 
 
-# --- eigh: a = V diag(w) V^H ------------------------------------------------------------------------
+# --- eigh: a = V diag(w) V^H ----------------------------------------------------------------------
 
 
 def _eigh_jvp(primals, tangents, *, subset_by_index, **params):
@@ -201,7 +201,7 @@ def _eigh_jvp(primals, tangents, *, subset_by_index, **params):
 jvp_rules[P.eigh_p] = _eigh_jvp
 
 
-# --- svd: a = U diag(s) V^H ------------------------------------------------------------------------
+# --- svd: a = U diag(s) V^H -----------------------------------------------------------------------
 
 
 def _svd_jvp(primals, tangents, *, full_matrices, compute_uv, subset_by_index, **params):
@@ -244,38 +244,53 @@ jvp_rules[P.svd_p] = _svd_jvp
 
 def _eig_jvp(primals, tangents, *, compute_left_eigenvectors, compute_right_eigenvectors, **params):
     (a,), (da,) = primals, tangents
-    if compute_left_eigenvectors:
-        raise _unsupported("eig", "left eigenvectors")
-    outs = P.eig_p.bind(
-        a,
-        compute_left_eigenvectors=False,
-        compute_right_eigenvectors=True,
-        **params,
-    )
-    w, v = outs
-    # dw = diag(V^-1 dA V); dV = V (F ∘ V^-1 dA V), F_ij = 1 / (w_j - w_i), then the change of the
-    # unit-norm normalisation removed.
-    vinv_da_v = jnp.linalg.solve(v, _mm(da.astype(v.dtype), v))
-    dw = _diag(vinv_da_v)
-    if not compute_right_eigenvectors:
-        return [w], [dw]
-    if not params.get("enable_eigvec_derivs"):
+    if (compute_left_eigenvectors or compute_right_eigenvectors) and not params.get(
+        "enable_eigvec_derivs"
+    ):
         raise NotImplementedError(
             "Derivatives of non-symmetric eigenvectors are defined only up to assumptions JAX "
             "cannot check; call jax.lax.linalg.eig(..., enable_eigvec_derivs=True) to opt in, "
             "or differentiate only the eigenvalues (jnp.linalg.eigvals)."
         )
+    if compute_left_eigenvectors:
+        raise _unsupported("eig", "left eigenvectors; pass compute_left_eigenvectors=False")
+    outs = P.eig_p.bind(
+        a,
+        compute_left_eigenvectors=False,
+        compute_right_eigenvectors=compute_right_eigenvectors,
+        **params,
+    )
+    # The eigenvectors are needed for the tangents even when not returned.
+    w, v = (
+        P.eig_p.bind(a, compute_left_eigenvectors=False, compute_right_eigenvectors=True, **params)
+        if not compute_right_eigenvectors
+        else outs
+    )
+    # dw = diag(V^-1 dA V); dV = V (F ∘ V^-1 dA V), F_ij = 1 / (w_j - w_i), minus the change of
+    # the unit-norm normalisation.
+    vinv_da_v = jnp.linalg.solve(v, _mm(da.astype(v.dtype), v))
+    dw = _diag(vinv_da_v)
+    if not compute_right_eigenvectors:
+        return outs, [dw]
     eye = _eye_like(vinv_da_v)
     f = 1 / (w[..., None, :] - w[..., :, None] + eye) - eye
     dv = _mm(v, f * vinv_da_v)
     dv = dv - v * jnp.real(jnp.sum(jnp.conj(v) * dv, axis=-2, keepdims=True))
-    return [w, v], [dw, dv]
+    # LAPACK also fixes each vector's phase (its largest component is real): keep that
+    # component's tangent real too.
+    rows = jnp.arange(v.shape[-2])[:, None]
+    largest = (rows == jnp.argmax(jnp.abs(v), axis=-2)[..., None, :]).astype(v.dtype)
+    theta = jnp.imag(
+        jnp.sum(dv * largest, axis=-2, keepdims=True) / jnp.sum(v * largest, axis=-2, keepdims=True)
+    )
+    dv = dv - 1j * theta * v
+    return outs, [dw, dv]
 
 
 jvp_rules[P.eig_p] = _eig_jvp
 
 
-# --- custom_linear_solve: x = A^-1 b, with A given by its matvec -------------------------------------
+# --- custom_linear_solve: x = A^-1 b, with A given by its matvec ----------------------------------
 
 
 def _split_solve_args(args, const_lengths):
@@ -297,7 +312,10 @@ def _linear_solve_jvp(primals, tangents, *, const_lengths, jaxprs):
     if any(type(t) is not Zero for t in t_mv_c):
         mv = jaxprs.matvec
         _, dax = jvp_eval(
-            mv.jaxpr, mv.consts, [*mv_c, *x], [*t_mv_c, *(Zero(tangent_aval(_aval(xi))) for xi in x)]
+            mv.jaxpr,
+            mv.consts,
+            [*mv_c, *x],
+            [*t_mv_c, *(Zero(tangent_aval(_aval(xi))) for xi in x)],
         )
         rhs = [
             lax.neg(instantiate(d)) if type(t) is Zero else lax.sub(t, instantiate(d))
@@ -312,7 +330,7 @@ def _linear_solve_jvp(primals, tangents, *, const_lengths, jaxprs):
 
 def _linear_solve_transpose(cts, *invals, const_lengths, jaxprs):
     n_consts = sum(const_lengths)
-    consts, b = invals[:n_consts], invals[n_consts:]
+    consts = invals[:n_consts]
     assert not any(is_undefined(c) for c in consts), "custom_linear_solve is linear in b only"
     if jaxprs.transpose_solve is None:
         raise NotImplementedError(

@@ -1,0 +1,285 @@
+"""Linear algebra in both modes: dot_general, the factorisations, and the jnp.linalg functions
+built on them, against JAX's autodiff in float64 and against finite differences.
+
+Many cases are bundled into one function returning a tuple, so each bundle is traced and
+compiled once (the suite runs on a shared 2-core machine).
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+import pytest
+from jax import lax
+
+import transforms as T
+
+RNG = np.random.default_rng(0)
+
+
+def _rand(*shape, dtype=np.float64, seed=None):
+    rng = RNG if seed is None else np.random.default_rng(seed)
+    x = rng.normal(size=shape)
+    if np.issubdtype(dtype, np.complexfloating):
+        x = x + 1j * rng.normal(size=shape)
+    return jnp.asarray(x.astype(dtype))
+
+
+def _like(tree, seed):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef.unflatten(
+        [_rand(*np.shape(x), dtype=x.dtype, seed=seed + i) for i, x in enumerate(leaves)]
+    )
+
+
+def _close(a, b, tol):
+    jax.tree_util.tree_map(
+        lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol, atol=tol),
+        a,
+        b,
+    )
+
+
+def check_both_modes(f, *args, tol=1e-9, modes=("fwd", "rev")):
+    """`f`'s outputs, JVP and VJP (random tangents / cotangents) agree with JAX's.
+
+    Ours and JAX's run inside one jax.jit, so each check is one compilation.
+    """
+    tangents = _like(args, seed=10)
+    ct = _like(jax.eval_shape(f, *args), seed=20)
+
+    @jax.jit
+    def both(args, tangents, ct):
+        res = {}
+        if "fwd" in modes:
+            res["fwd"] = (T.jvp(f, args, tangents), jax.jvp(f, args, tangents))
+        if "rev" in modes:
+            out, vjp_fn = T.vjp(f, *args)
+            ref, ref_vjp = jax.vjp(f, *args)
+            res["rev"] = ((out, vjp_fn(ct)), (ref, ref_vjp(ct)))
+        return res
+
+    for ours, ref in both(args, tangents, ct).values():
+        _close(ours, ref, tol)
+
+
+def check_finite_differences(f, x, eps=1e-6, tol=1e-6):
+    """<grad f(x), v> equals the central difference of scalar `f` along a random `v`."""
+    v = _rand(*x.shape, seed=30)
+    fd = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
+    np.testing.assert_allclose(jnp.vdot(T.grad(f)(x), v), fd, rtol=tol, atol=tol)
+
+
+def _spd(n, seed, dtype=np.float64):
+    a = _rand(n, n, dtype=dtype, seed=seed)
+    return a @ jnp.conj(a.T) + n * jnp.eye(n, dtype=dtype)
+
+
+def _well_conditioned(n, seed, batch=()):
+    return _rand(*batch, n, n, seed=seed) + 3 * jnp.eye(n)
+
+
+# --- dot_general ----------------------------------------------------------------------------------
+
+DOT_CASES = [
+    # (lhs shape, rhs shape, ((lhs_contract, rhs_contract), (lhs_batch, rhs_batch)))
+    ((3,), (3,), (((0,), (0,)), ((), ()))),
+    ((2, 3), (3, 4), (((1,), (0,)), ((), ()))),
+    ((3, 2), (3, 4), (((0,), (0,)), ((), ()))),  # contract leading axes
+    ((2, 3), (4, 3), (((1,), (1,)), ((), ()))),
+    ((2, 3), (4,), (((), ()), ((), ()))),  # outer product
+    ((5, 2, 3), (5, 3, 4), (((2,), (1,)), ((0,), (0,)))),  # batched matmul
+    ((2, 5, 3), (3, 4, 5), (((2,), (0,)), ((1,), (2,)))),  # batch axes in odd places
+    ((2, 3, 4, 5), (4, 2, 3, 6), (((1, 2), (2, 0)), ((0,), (1,)))),  # two contracted, permuted
+    ((2, 3, 4), (3, 2, 4), (((1,), (0,)), ((0, 2), (1, 2)))),  # two batch axes
+]
+
+
+def test_dot_general_all_dimension_numbers_both_modes():
+    args = [_rand(*ls, seed=i) for i, (ls, _, _) in enumerate(DOT_CASES)]
+    args += [_rand(*rs, seed=50 + i) for i, (_, rs, _) in enumerate(DOT_CASES)]
+    n = len(DOT_CASES)
+
+    def f(*xs):
+        return tuple(
+            lax.dot_general(xs[i], xs[n + i], dn) for i, (_, _, dn) in enumerate(DOT_CASES)
+        )
+
+    check_both_modes(f, *args)
+
+
+def test_dot_general_preferred_element_type():
+    x32, y32 = _rand(2, 3).astype(jnp.float32), _rand(3, 4).astype(jnp.float32)
+    dn = (((1,), (0,)), ((), ()))
+
+    def f(x, y):
+        return lax.dot_general(x, y, dn, preferred_element_type=jnp.float64)
+
+    out, out_dot = T.jvp(f, (x32, y32), (x32, y32))
+    ref, ref_dot = jax.jvp(f, (x32, y32), (x32, y32))
+    assert out.dtype == ref.dtype == jnp.float64 and out_dot.dtype == ref_dot.dtype
+    _close(out_dot, ref_dot, 1e-5)
+    gx, gy = T.grad(lambda x, y: jnp.sum(f(x, y) ** 2), argnums=(0, 1))(x32, y32)
+    rx, ry = jax.grad(lambda x, y: jnp.sum(f(x, y) ** 2), argnums=(0, 1))(x32, y32)
+    assert gx.dtype == rx.dtype == jnp.float32 and gy.dtype == ry.dtype == jnp.float32
+    _close((gx, gy), (rx, ry), 1e-4)
+
+
+def test_dot_general_finite_differences_batched():
+    y = _rand(4, 3, 2, seed=3)
+    check_finite_differences(
+        lambda x: jnp.sum(jnp.sin(lax.dot_general(x, y, (((2,), (1,)), ((0,), (0,)))))),
+        _rand(4, 5, 3, seed=4),
+    )
+
+
+# --- factorisations -------------------------------------------------------------------------------
+
+
+def test_cholesky_real_and_complex():
+    check_both_modes(lambda a: lax.linalg.cholesky(a, symmetrize_input=False), _spd(4, 1))
+    check_both_modes(jnp.linalg.cholesky, _spd(3, 2))
+    check_both_modes(jnp.linalg.cholesky, _spd(3, 3, np.complex128))
+    check_finite_differences(lambda a: jnp.sum(jnp.linalg.cholesky(a) ** 3), _spd(3, 4))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_triangular_solve_every_flag(dtype):
+    flags = list(itertools.product([True, False], repeat=5))
+    a = _rand(2, 3, 3, dtype=dtype, seed=5) + 4 * jnp.eye(3, dtype=dtype)
+    b_left, b_right = _rand(2, 3, 2, dtype=dtype, seed=6), _rand(2, 2, 3, dtype=dtype, seed=7)
+
+    def f(a, b_left, b_right):
+        return tuple(
+            lax.linalg.triangular_solve(
+                a,
+                b_left if left else b_right,
+                left_side=left,
+                lower=lower,
+                transpose_a=trans,
+                conjugate_a=conj,
+                unit_diagonal=unit,
+            )
+            for left, lower, trans, conj, unit in flags
+        )
+
+    check_both_modes(f, a, b_left, b_right)
+
+
+def test_lu_factor_and_zero_tangents_of_pivots():
+    a = _well_conditioned(4, 8)
+    check_both_modes(lambda a: lax.linalg.lu(a)[0], a)
+    check_both_modes(lambda a: jsl.lu(a), a)  # P, L, U
+    out, (dlu, dpiv, dperm) = T.jvp(lax.linalg.lu, (a,), (a,))
+    assert dpiv.dtype == jax.dtypes.float0 and dperm.dtype == jax.dtypes.float0
+
+
+def test_qr():
+    check_both_modes(jnp.linalg.qr, _rand(4, 4, seed=9))
+    check_both_modes(jnp.linalg.qr, _rand(5, 3, seed=10))  # tall, reduced
+    check_both_modes(jnp.linalg.qr, _rand(2, 4, 3, seed=11))  # batched
+    check_both_modes(jnp.linalg.qr, _rand(4, 3, dtype=np.complex128, seed=12), modes=("fwd",))
+    with pytest.raises(NotImplementedError, match="qr"):
+        T.jvp(jnp.linalg.qr, (_rand(2, 4),), (_rand(2, 4),))
+
+
+def test_eigh():
+    a = _spd(4, 13)
+    # Eigenvectors are defined up to sign: compare a sign-invariant function of them.
+    check_both_modes(lambda a: (jnp.linalg.eigh(a)[0], jnp.abs(jnp.linalg.eigh(a)[1])), a)
+    check_both_modes(jnp.linalg.eigvalsh, _spd(3, 14, np.complex128))
+    check_finite_differences(lambda a: jnp.sum(jnp.linalg.eigvalsh(a) ** 2), a)
+
+
+def test_svd():
+    # Singular vectors are defined up to sign: compare their absolute values.
+    def f(a):
+        u, s, vt = jnp.linalg.svd(a, full_matrices=False)
+        return s, jnp.abs(u), jnp.abs(vt)
+
+    check_both_modes(f, _rand(3, 3, seed=15))
+    check_both_modes(f, _rand(5, 3, seed=16))  # tall
+    check_both_modes(f, _rand(3, 5, seed=17))  # wide
+    check_both_modes(jnp.linalg.svdvals, _rand(2, 4, 3, seed=18))  # batched, no vectors
+    check_finite_differences(
+        lambda a: jnp.sum(jnp.linalg.svd(a, compute_uv=False)), _rand(4, 3, seed=19)
+    )
+
+
+def test_eig_forward_mode():
+    a = _rand(4, 4, seed=21)
+    check_both_modes(jnp.linalg.eigvals, a, modes=("fwd",))
+    check_both_modes(
+        lambda a: lax.linalg.eig(a, compute_left_eigenvectors=False, enable_eigvec_derivs=True),
+        a,
+        modes=("fwd",),
+        tol=1e-8,
+    )
+    with pytest.raises(NotImplementedError, match="eigenvectors"):
+        T.jvp(lambda a: jnp.linalg.eig(a)[1], (a,), (a,))
+
+
+# --- jnp.linalg / jax.scipy.linalg functions ------------------------------------------------------
+
+
+def test_solve_inv_det_slogdet_matrix_power():
+    a, b = _well_conditioned(3, 22), _rand(3, 2, seed=23)
+
+    def f(a, b):
+        sign, logdet = jnp.linalg.slogdet(a)
+        return (
+            jnp.linalg.solve(a, b),
+            jnp.linalg.inv(a),
+            jnp.linalg.det(a),
+            sign,
+            logdet,
+            jnp.linalg.matrix_power(a, 3),
+            jnp.linalg.matrix_power(a, -2),
+        )
+
+    check_both_modes(f, a, b)
+    check_finite_differences(lambda a: jnp.linalg.slogdet(a)[1] + jnp.sum(jnp.linalg.inv(a)), a)
+
+
+def test_batched_solve_and_det():
+    a, b = _well_conditioned(3, 24, batch=(2,)), _rand(2, 3, 1, seed=25)
+    check_both_modes(lambda a, b: (jnp.linalg.solve(a, b), jnp.linalg.det(a)), a, b)
+
+
+def test_pinv_lstsq_cho_solve_expm():
+    a, b, spd = _rand(4, 3, seed=26), _rand(4, seed=27), _spd(3, 28)
+
+    def f(a, b, spd):
+        return (
+            jnp.linalg.pinv(a),
+            jnp.linalg.lstsq(a, b)[0],
+            jsl.cho_solve(jsl.cho_factor(spd), b[:3]),
+            jsl.expm(spd / 10),
+        )
+
+    check_both_modes(f, a, b, spd)
+    check_finite_differences(lambda s: jnp.sum(jsl.expm(s / 10) ** 2), spd)
+
+
+def test_custom_linear_solve_with_its_own_transpose():
+    a = _well_conditioned(3, 29)
+
+    def f(a, b):
+        matvec = lambda x: a @ x  # noqa: E731
+        solve = lambda _, x: jnp.linalg.solve(a, x)  # noqa: E731
+        transpose_solve = lambda _, x: jnp.linalg.solve(a.T, x)  # noqa: E731
+        return lax.custom_linear_solve(matvec, b, solve, transpose_solve)
+
+    check_both_modes(f, a, _rand(3, seed=30))
+
+
+def test_second_order_through_solve_and_slogdet():
+    a = _well_conditioned(3, 31)
+
+    def f(a):
+        return jnp.linalg.slogdet(a)[1] + jnp.sum(jnp.linalg.solve(a, jnp.ones(3)) ** 2)
+
+    ours, ref = jax.jit(lambda a: (T.hessian(f)(a), jax.hessian(f)(a)))(a)
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-10)
