@@ -56,13 +56,18 @@ class _Unkeyable(Exception):
     """An op function closes over something we cannot key on (an array, a Python object)."""
 
 
-# Library functions ops close over (jnp.sin, lax.logistic, ...): stable, keyed by identity.
-_LIBRARY_FNS = {
-    id(getattr(m, n)): getattr(m, n)
-    for m in (jnp, lax, jax.nn, jax.scipy.special, np)
-    for n in dir(m)
-    if callable(getattr(m, n, None))
-}
+_library_fns: dict = {}
+
+
+def _library_fn(v) -> bool:
+    """Is `v` a function of jnp / lax / jax.nn / ... (stable, so keyed by identity)?"""
+    if not _library_fns:  # built on first use: it walks a few large modules
+        for m in (jnp, lax, jax.nn, jax.scipy.special, np):
+            for n in dir(m):
+                f = getattr(m, n, None)
+                if callable(f):
+                    _library_fns[id(f)] = f
+    return _library_fns.get(id(v)) is v
 
 
 def _static_key(v):
@@ -80,7 +85,7 @@ def _static_key(v):
         return ("tuple", *(_static_key(x) for x in v))
     if isinstance(v, types.FunctionType):
         return _fn_key(v)
-    if id(v) in _LIBRARY_FNS and _LIBRARY_FNS[id(v)] is v:
+    if _library_fn(v):
         return ("lib", id(v))
     raise _Unkeyable
 
