@@ -93,10 +93,19 @@ def _sub_jvp(primals, tangents, **params):
 
 
 def _broadcast_like(t, out):
-    shape = np.shape(out)
+    return _broadcast_to(t, np.shape(out))
+
+
+def _broadcast_to(t, shape):
+    # lax's binary ops broadcast rank-0 operands and size-1 axes (numpy-style, same rank).
     if np.shape(t) == shape:
         return t
-    return lax.broadcast_in_dim(t, shape, ())
+    if np.ndim(t) == 0:
+        return lax.broadcast_in_dim(t, shape, ())
+    squeezed = [i for i, d in enumerate(np.shape(t)) if d == 1 and shape[i] != 1]
+    t = lax.reshape(t, tuple(d for i, d in enumerate(np.shape(t)) if i not in squeezed))
+    kept = tuple(i for i in range(len(shape)) if i not in squeezed)
+    return lax.broadcast_in_dim(t, shape, kept)
 
 
 jvp_rules[P.add_p] = _add_jvp
@@ -276,7 +285,8 @@ defjvp(P.abs_p, _abs_jvp)
 
 def _pow_dx(t, x, y):
     # d/dx x**y = y * x**(y-1), with 0 where y == 0 (so 0**0 has derivative 0, as in JAX).
-    y_b = lax.broadcast_in_dim(y, np.shape(lax.mul(x, y)), ()) if np.ndim(y) == 0 else y
+    out_shape = np.shape(lax.mul(x, y))
+    x, y_b = _broadcast_to(x, out_shape), _broadcast_to(y, out_shape)
     jac = lax.select(
         lax.eq(y_b, _c(y_b, 0)),
         lax.full_like(y_b, 0),
