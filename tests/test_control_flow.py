@@ -288,6 +288,7 @@ def test_while_reverse_mode_error_says_how_to_bound(fn):
     with pytest.raises(ValueError, match="while_loop") as info:
         T.grad(fn)(X3)
     assert "fori_loop" in str(info.value) and "scan" in str(info.value)
+    assert isinstance(info.value, NotImplementedError) and "reverse mode" in str(info.value)
 
 
 # --- second order and nesting ---------------------------------------------------------------------

@@ -99,7 +99,8 @@ REASONS: dict[str, str] = {
     "axis_index": "integer-only (device index)",
     # not implemented yet
     "scan": _NYI_CONTROL,
-    "while": _NYI_CONTROL + "; reverse mode has no trip count to stack residuals (JAX refuses too)",
+    "while": "reverse mode: no trip count to stack residuals against (JAX refuses too); bound "
+    "the loop with fori_loop (static bounds) or scan",
     "cond": _NYI_CONTROL,
     "custom_linear_solve": _NYI_CONTROL,
     "cholesky": _NYI_LINALG,

@@ -24,6 +24,7 @@ from jax import lax
 from jax.extend.core import ClosedJaxpr, Jaxpr, Var, new_jaxpr_eqn
 from jax.extend.core import primitives as P
 
+from ..errors import MissingRuleError
 from ..interpreter import dce_eqns, eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
 from ..partial_eval import _debug_info, partial_eval_rules, split_jaxpr
@@ -582,14 +583,21 @@ def _while_partial_eval(eqn, unknowns):
     return [known_eqn], [unknown_eqn], carry_u
 
 
+class WhileReverseModeError(MissingRuleError, ValueError):
+    """Reverse mode reached a `while_loop`: a NotImplementedError (no transpose rule) and, as in
+    JAX, a ValueError."""
+
+
 def _while_transpose(cts, *invals, **params):
-    raise ValueError(
-        "Reverse-mode differentiation does not work through lax.while_loop (nor fori_loop with a "
-        "trip count known only at run time): a while loop has no static number of steps to "
-        "store the values its backward pass needs. Bound the loop instead: use "
-        "jax.lax.fori_loop with Python-int lower/upper bounds or jax.lax.scan with a fixed "
+    raise WhileReverseModeError(
+        "while",
+        "reverse",
+        " Reverse-mode differentiation does not work through lax.while_loop (nor fori_loop "
+        "with a trip count known only at run time): a while loop has no static number of steps "
+        "to store the values its backward pass needs. Bound the loop instead: use "
+        "jax.lax.fori_loop with Python-int lower/upper bounds, or jax.lax.scan with a fixed "
         "length (e.g. a maximum step count, masking the steps after convergence). Forward mode "
-        "(transforms.jvp, jacfwd) works through while_loop as it is."
+        "(transforms.jvp, jacfwd, linearize) works through while_loop as it is.",
     )
 
 
