@@ -370,3 +370,29 @@ def test_linear_transpose_of_a_loop_with_a_counter():
     (ours,) = T.linear_transpose(f, X3)(ct)
     (ref,) = jax.linear_transpose(f, X3)(ct)
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
+
+
+# --- calls that survive into the JVP program ------------------------------------------------------
+
+
+def test_custom_jvp_rule_under_jit_mixes_primal_and_tangent():
+    # The user's rule is one jit call returning the primal outputs and their tangents together:
+    # partial evaluation must split the call, or the primal outputs would land in the linear
+    # program.
+    @jax.custom_jvp
+    def g(x):
+        return jnp.sin(x), x
+
+    @g.defjvp
+    @jax.jit
+    def g_jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        # outputs: a computed value and a passed-through input, then their tangents
+        return (jnp.sin(x), x), (jnp.cos(x) * t, t)
+
+    def loss(x):
+        a, b = g(x)
+        return jnp.sum(a**2 * b)
+
+    check_both_modes(loss, X3)
+    check_eager(loss, X3)

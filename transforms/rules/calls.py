@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.extend.core import ClosedJaxpr, Primitive
+from jax.extend.core import ClosedJaxpr, DropVar, Literal, Primitive, Var, new_jaxpr_eqn, no_effects
 from jax.extend.core import primitives as P
 
 from ..interpreter import eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
+from ..partial_eval import partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, tangent_aval
 
@@ -40,10 +41,62 @@ def _call_transpose(jaxpr_param):
     return rule
 
 
+def _call_partial_eval(jaxpr_param):
+    # A call that survives into a JVP program (a custom_jvp rule wrapped in jax.jit) may mix
+    # primal and tangent work: inline its split body, renamed, so that the primal half lands in
+    # the known program and only the tangent half in the linear one.
+    def rule(eqn, unknowns):
+        body, consts = _closed(eqn.params[jaxpr_param])
+        if body.constvars:
+            return [], [eqn], [True] * len(eqn.outvars)
+        s = split_jaxpr(body, unknowns)
+        env = dict(zip(body.invars, eqn.invars, strict=True))
+        defined = [{v for e in eqns for v in e.outvars} for eqns in (s.known.eqns, s.linear.eqns)]
+        outer = ({}, {})  # body outvar -> outer outvar, for the known and the unknown half
+        copies = ([], [])  # outputs that are not written by an equation of their half
+        for v, o, u in zip(body.outvars, eqn.outvars, s.out_unknowns, strict=True):
+            if type(o) is DropVar:
+                continue
+            if type(v) is not Literal and v in defined[u] and v not in outer[u]:
+                outer[u][v] = o  # the defining equation writes the outer variable directly
+            else:
+                copies[u].append((v, o))
+        halves = []
+        for u, eqns in ((0, s.known.eqns), (1, s.linear.eqns)):
+            renamed = _renamed(eqns, env, outer[u])
+            for v, o in copies[u]:
+                src = v if type(v) is Literal else env[v]
+                renamed.append(new_jaxpr_eqn([src], [o], P.copy_p, {}, no_effects))
+            halves.append(renamed)
+        return halves[0], halves[1], list(s.out_unknowns)
+
+    return rule
+
+
+def _renamed(eqns, env: dict, outer: dict) -> list:
+    # Fresh variables for everything the body defines (a body may be inlined more than once),
+    # except the outputs `outer` maps to the call's own outer variables.
+    out = []
+    for e in eqns:
+        invars = [v if type(v) is Literal else env[v] for v in e.invars]
+        outvars = []
+        for v in e.outvars:
+            if type(v) is DropVar:
+                outvars.append(DropVar(v.aval))
+                continue
+            env[v] = outer[v] if v in outer else Var(v.aval)
+            outvars.append(env[v])
+        out.append(
+            new_jaxpr_eqn(invars, outvars, e.primitive, e.params, e.effects, e.source_info, e.ctx)
+        )
+    return out
+
+
 # remat (jax.checkpoint) is not a plain call: see rules/checkpoint.py.
 for _p, _name in ((P.jit_p, "jaxpr"), (P.closed_call_p, "call_jaxpr")):
     jvp_rules[_p] = _call_jvp(_name)
     transpose_rules[_p] = _call_transpose(_name)
+    partial_eval_rules[_p] = _call_partial_eval(_name)
 
 
 # --- custom_jvp: call the user's rule -------------------------------------------------------------
