@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import assert_tree_allclose
-from jax import dtypes, lax
+from jax import dtypes
 from jax.extend.core import Primitive
 from jax.interpreters import mlir
 
@@ -92,7 +92,9 @@ PYTREES = {
 @pytest.mark.parametrize("name", sorted(PYTREES))
 def test_grad_pytrees(name):
     def f(tree):
-        return sum(jnp.sum(jnp.tanh(leaf) * (i + 1)) for i, leaf in enumerate(jax.tree.leaves(tree)))
+        return sum(
+            jnp.sum(jnp.tanh(leaf) * (i + 1)) for i, leaf in enumerate(jax.tree.leaves(tree))
+        )
 
     tree = PYTREES[name]
     same(T.grad(f)(tree), jax.grad(f)(tree))
@@ -391,8 +393,10 @@ def test_jacobian_has_aux():
 
     same(T.jacfwd(f, has_aux=True)(X), jax.jacfwd(f, has_aux=True)(X))
     same(T.jacrev(f, has_aux=True)(X), jax.jacrev(f, has_aux=True)(X))
-    same(T.hessian(lambda x: (jnp.sum(x**3), x), has_aux=True)(X),
-         jax.hessian(lambda x: (jnp.sum(x**3), x), has_aux=True)(X))
+    same(
+        T.hessian(lambda x: (jnp.sum(x**3), x), has_aux=True)(X),
+        jax.hessian(lambda x: (jnp.sum(x**3), x), has_aux=True)(X),
+    )
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 100])
@@ -462,8 +466,10 @@ def test_hvp():
 
     expected = jax.jvp(jax.grad(f, (0, 1)), (X, Y), (Y, X))[1]
     same(T.hvp(f, (X, Y), (Y, X)), expected)
-    same(T.hvp(lambda x: jnp.sum(x**4), (X,), (Y,)), jax.jvp(jax.grad(lambda x: jnp.sum(x**4)),
-                                                            (X,), (Y,))[1])
+    same(
+        T.hvp(lambda x: jnp.sum(x**4), (X,), (Y,)),
+        jax.jvp(jax.grad(lambda x: jnp.sum(x**4)), (X,), (Y,))[1],
+    )
     with pytest.raises(TypeError, match="tuples"):
         T.hvp(f, X, Y)
 

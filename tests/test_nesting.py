@@ -68,9 +68,7 @@ def test_hessian_against_finite_differences():
     H = np.asarray(T.hessian(loss)(X))
     eps = 1e-5
     g = lambda x: np.asarray(T.grad(loss)(jnp.asarray(x)))  # noqa: E731
-    fd = np.stack(
-        [(g(X + eps * e) - g(X - eps * e)) / (2 * eps) for e in np.eye(3)], axis=1
-    )
+    fd = np.stack([(g(X + eps * e) - g(X - eps * e)) / (2 * eps) for e in np.eye(3)], axis=1)
     np.testing.assert_allclose(H, fd, rtol=1e-7, atol=1e-8)
     np.testing.assert_allclose(H, H.T, rtol=1e-12)
     check_grads(T.grad(loss), (X,), order=2)
@@ -119,9 +117,8 @@ def test_outer_transform_sees_inner_constants_as_constants():
 def test_jit_of_grad_and_grad_of_jit():
     same(jax.jit(T.grad(loss))(X), jax.grad(loss)(X))
     same(T.grad(jax.jit(loss))(X), jax.grad(loss)(X))
-    same(T.grad(jax.jit(T.grad(lambda x: jnp.sum(jnp.tanh(x)))))(0.3)
-         if False else T.grad(lambda x: jax.jit(T.grad(jnp.tanh))(x))(0.3),
-         jax.grad(jax.grad(jnp.tanh))(0.3))
+    # our grad of a jitted function holding our grad
+    same(T.grad(jax.jit(T.grad(jnp.tanh)))(0.3), jax.grad(jax.grad(jnp.tanh))(0.3))
     # jit'ed derivative retraces only when types change
     traces = []
     f = jax.jit(T.grad(lambda x: traces.append(1) or jnp.sum(x**2)))
@@ -184,13 +181,15 @@ def test_custom_jvp_honoured_both_modes():
         same(T.grad(g)(X), jax.grad(g)(X))
         same(T.jvp(f, (X,), (X,)), jax.jvp(f, (X,), (X,)))
         same(T.jacrev(f)(X), jax.jacrev(f)(X))
-    same(T.grad(fake_sin)(2.0), 6.0 * jnp.ones((), jnp.float64) + 0 * T.grad(fake_sin)(2.0))
+    assert float(T.grad(fake_sin)(2.0)) == 6.0  # the user's (wrong on purpose) rule: 3 t x
     same(T.grad(fake_sin)(2.0), jax.grad(fake_sin)(2.0))
 
 
 def test_custom_jvp_second_order():
     same(T.grad(T.grad(softplus))(0.3), jax.grad(jax.grad(softplus))(0.3))
-    same(T.hessian(lambda x: jnp.sum(softplus(x)))(X), jax.hessian(lambda x: jnp.sum(softplus(x)))(X))
+    same(
+        T.hessian(lambda x: jnp.sum(softplus(x)))(X), jax.hessian(lambda x: jnp.sum(softplus(x)))(X)
+    )
     same(T.grad(T.grad(fake_sin))(0.3), jax.grad(jax.grad(fake_sin))(0.3))  # = 3
 
 
@@ -226,7 +225,8 @@ def _scaled_fwd(x, s):
 
 def _scaled_bwd(res, ct):
     cos_x, x, s = res
-    return ct * cos_x * s * 10.0, ct * jnp.sin(x)  # x-gradient scaled by 10: visibly the user's
+    # the x-gradient is scaled by 10: visibly the user's rule, not the true derivative
+    return ct * cos_x * s * 10.0, jnp.sum(ct * jnp.sin(x))
 
 
 scaled_sin.defvjp(_scaled_fwd, _scaled_bwd)
@@ -240,8 +240,10 @@ def test_custom_vjp_honoured_in_reverse():
     same(T.grad(g, 1)(X, 2.0), jax.grad(g, 1)(X, 2.0))
     same(T.jacrev(lambda x: scaled_sin(x, 2.0))(X), jax.jacrev(lambda x: scaled_sin(x, 2.0))(X))
     same(jax.jit(T.grad(g))(X, 2.0), jax.grad(g)(X, 2.0))
-    same(jax.vmap(T.grad(lambda x: scaled_sin(x, 2.0)))(X),
-         jax.vmap(jax.grad(lambda x: scaled_sin(x, 2.0)))(X))
+    same(
+        jax.vmap(T.grad(lambda x: scaled_sin(x, 2.0)))(X),
+        jax.vmap(jax.grad(lambda x: scaled_sin(x, 2.0)))(X),
+    )
 
 
 def test_forward_mode_through_custom_vjp_is_a_type_error():

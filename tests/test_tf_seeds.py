@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the articles' code is kept verbatim)
 """The seed articles' TensorFlow examples (those without Keras), run unchanged under
 transforms.tf: each prints what real TensorFlow prints (TF 2.x is the oracle when installed;
 the article's own mistakes are listed in /work/shared/seeds/README.md and the math wins)."""

@@ -14,12 +14,20 @@ from .api import (
     value_and_grad,
     vjp,
 )
+from .debug import DerivativeNaNError, debug_nans, debug_nans_enabled
 from .engine import clear_caches
 from .errors import TracedControlFlowError
+from .tf import ForwardAccumulator, GradientTape, Variable  # the same objects as transforms.tf's
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DerivativeNaNError",
+    "debug_nans",
+    "debug_nans_enabled",
+    "ForwardAccumulator",
+    "GradientTape",
+    "Variable",
     "TracedControlFlowError",
     "clear_caches",
     "grad",

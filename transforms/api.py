@@ -14,11 +14,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import dtypes, lax, tree_util
+from jax import dtypes, tree_util
 
 from . import engine
 from .tracing import shape_dtype, trace_flat
-from .zeros import Zero, instantiate, tangent_aval, tangent_dtype, zeros_like_aval
+from .zeros import (
+    Zero,
+    full_like_aval,
+    instantiate,
+    tangent_aval,
+    tangent_dtype,
+    zeros_like_aval,
+)
 
 __all__ = [
     "grad",
@@ -201,15 +208,6 @@ def _check_output_grad(api_name, holomorphic, aval):
             f"np.floating), but got {dt.name}. For differentiation of functions with integer "
             "outputs, use transforms.vjp directly."
         )
-
-
-def _one_like(aval):
-    """The seed cotangent 1 of a scalar output, with its weak type (so dtypes match JAX's)."""
-    if aval.weak_type:
-        one = lax.full((), 1j if dtypes.issubdtype(aval.dtype, np.complexfloating) else 1.0)
-        if one.dtype == aval.dtype:
-            return one
-    return jnp.ones((), aval.dtype)
 
 
 def _is_differentiable(x) -> bool:
@@ -449,7 +447,7 @@ def value_and_grad(
         _check_output_grad(api_name, holomorphic, out_aval)
         nonzeros = tuple(_is_differentiable(p) for p in p_flat)
         n_aux = len(closed.jaxpr.outvars) - 1
-        one = _one_like(out_aval)
+        one = full_like_aval(out_aval, 1)  # the seed keeps the output's weak type, like JAX
         outs, cts = engine.value_and_grad_flat(closed, p_flat, nonzeros, [one] + [None] * n_aux)
         cts = iter(cts)
         grads = [
@@ -594,7 +592,7 @@ def _compiled_when_eager(api_name: str, config: tuple, fun, argnums, direct, mak
         f = partial(fun, **kwargs) if kwargs else fun
         try:
             f_partial, dyn = _argnums_partial(f, args, argnums_t, api_name)
-        except TypeError:
+        except (TypeError, ValueError):  # the direct path raises it, with its own message
             return direct(*args, **kwargs)
         # Inside the program `g` takes the differentiated arguments only, in order.
         g_argnums = 0 if int_argnums else tuple(range(len(dyn)))
@@ -894,7 +892,7 @@ def hessian(
 
 
 def hvp(fun: Callable, primals, tangents):
-    """Hessian-vector product of a scalar `fun` at `primals` along `tangents` (forward over reverse).
+    """Hessian-vector product of scalar `fun` at `primals` along `tangents` (forward over reverse).
 
     `primals` and `tangents` are tuples (or lists) of the arguments, as for `jvp`. Returns the
     product with the structure of the arguments (a tuple when several).

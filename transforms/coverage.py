@@ -99,8 +99,10 @@ REASONS: dict[str, str] = {
     "axis_index": "integer-only (device index)",
     # not implemented yet
     "scan": _NYI_CONTROL,
-    "while": "reverse mode: no trip count to stack residuals against (JAX refuses too); bound "
-    "the loop with fori_loop (static bounds) or scan",
+    "while": (
+        "reverse: a while loop has no trip count to stack residuals against (JAX refuses too); "
+        "use lax.fori_loop with static bounds or lax.scan"
+    ),
     "cond": _NYI_CONTROL,
     "custom_linear_solve": _NYI_CONTROL,
     "cholesky": _NYI_LINALG,
@@ -570,7 +572,8 @@ class CoverageRow:
 
     `forward` / `reverse` are 'yes' (probed and ran, or a registered rule where no probe exists),
     'no', 'n/a' (no differentiable inputs or outputs: the derivative is a symbolic zero),
-    or 'error' (a registered rule failed its probe).
+    'error' (a registered rule failed its probe) or '?' (reverse mode of an unprobed nonlinear
+    primitive with a forward rule: it works if what the rule emits can be transposed).
     """
 
     name: str
@@ -616,7 +619,8 @@ def _coverage_table() -> tuple[CoverageRow, ...]:
             detail = ""
         else:
             forward = _mode(None, prim in jvp_rules)
-            reverse = _mode(None, prim in transpose_rules)
+            # Unprobed and nonlinear: reverse mode depends on what its JVP rule emits.
+            reverse = "yes" if prim in transpose_rules else "?" if prim in jvp_rules else "no"
             detail = ""
         missing = forward != "yes" or reverse != "yes"
         reason = REASONS.get(name, "") if missing else ""
@@ -639,7 +643,7 @@ def coverage_table(refresh: bool = False) -> list[CoverageRow]:
     return list(_coverage_table())
 
 
-_MARK = {"yes": "✓", "no": "✗", "n/a": "—", "error": "⚠"}
+_MARK = {"yes": "✓", "no": "✗", "n/a": "—", "error": "⚠", "?": "?"}
 
 
 def markdown_table(rows: list[CoverageRow] | None = None) -> str:
@@ -652,7 +656,8 @@ def markdown_table(rows: list[CoverageRow] | None = None) -> str:
         "differentiate (integer or boolean in or out), the rest listed with a reason.",
         "",
         "✓ supported (probed, or a registered rule where no corpus program reaches it) · "
-        "✗ not supported · — nothing to differentiate · ⚠ a registered rule failed its probe",
+        "✗ not supported · — nothing to differentiate · ⚠ a registered rule failed its probe · "
+        "? a forward rule exists but no corpus program reaches the primitive to probe reverse mode",
         "",
         "| primitive | forward | reverse | reached from | note |",
         "|---|:-:|:-:|---|---|",

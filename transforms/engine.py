@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import jax
 from jax.extend.core import ClosedJaxpr
 
+from . import debug as _debug
 from .interpreter import eval_jaxpr
 from .jvp import differentiation_mode, jvp_eval
 from .partial_eval import Split, partial_eval
-from .tracing import any_tracer, closed_key, shape_dtype
+from .tracing import any_tracer, aval_struct, closed_key, shape_dtype
 from .transpose import backward_pass
 from .zeros import Zero, instantiate, tangent_aval, zeros_like_aval
 
@@ -58,6 +59,11 @@ class _LRU:
 
 _programs = _LRU()
 
+# XLA's compile time grows faster than linearly in program length (a 30,000-op chain does not
+# finish compiling in minutes), so derivative programs longer than this run op by op instead,
+# as JAX's own eager autodiff does: slower per op, but linear in the length.
+MAX_COMPILED_EQNS = 2000
+
 
 def clear_caches() -> None:
     """Drop every cached derivative program (compiled or not)."""
@@ -75,13 +81,13 @@ def _is_eager(closed: ClosedJaxpr, *value_lists) -> bool:
 class JVPProgram:
     jaxpr: ClosedJaxpr  # consts + primals + nonzero tangents -> outs + nonzero tangent outs
     out_nonzeros: tuple[bool, ...]
-    cached: bool  # False when the traced program could not be keyed: then it is not compiled
+    cached: bool  # False when the program could not be keyed or is too long: not compiled
 
 
 def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
     """The JVP of `closed` as a jaxpr over (consts, primals, nonzero tangents)."""
     key = closed_key(closed)
-    key = key and ("jvp", key, nonzeros)
+    key = key and ("jvp", key, nonzeros, _debug.ENABLED)
     prog = _programs.get(key)
     if prog is not None:
         return prog
@@ -107,11 +113,12 @@ def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
         *(_sds(a) for a, nz in zip(tangent_avals, nonzeros) if nz),
     ]
     traced = jax.make_jaxpr(jvp_fun)(*avals)
-    return _programs.put(key, JVPProgram(traced, out_nz_box[-1], key is not None))
+    compile_ok = key is not None and len(traced.jaxpr.eqns) <= MAX_COMPILED_EQNS
+    return _programs.put(key, JVPProgram(traced, out_nz_box[-1], compile_ok))
 
 
 def _sds(aval):
-    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+    return aval_struct(aval)
 
 
 def jvp_flat(closed: ClosedJaxpr, primals: Sequence, tangents: Sequence):
@@ -121,7 +128,7 @@ def jvp_flat(closed: ClosedJaxpr, primals: Sequence, tangents: Sequence):
         if not _is_eager(closed, primals, tangents):
             return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
         prog = jvp_program(closed, nonzeros)
-        if not prog.cached:
+        if not (prog.cached or _debug.ENABLED):
             return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
     compiled = _compiled("jvp", prog, None, lambda: jax.jit(_eval_closed(prog.jaxpr)))
     nz_tangents = [t for t in tangents if type(t) is not Zero]
@@ -140,6 +147,13 @@ def _eval_closed(closed: ClosedJaxpr):
 
 
 _compiled_cache = _LRU()
+_STAGES = {
+    "jvp": "forward-mode (JVP)",
+    "fwd": "linearize (primal and residuals)",
+    "lin": "linearized (tangent)",
+    "bwd": "reverse-mode (transposed)",
+    "grad": "gradient (forward and transposed)",
+}
 
 
 def _compiled(tag: str, program, extra, make):
@@ -148,6 +162,8 @@ def _compiled(tag: str, program, extra, make):
     Keyed on the program object's identity; the object itself is cached structurally, so equal
     traced programs share one compiled function.
     """
+    if _debug.ENABLED:  # not compiled: traced with attribution and run op by op, checked
+        return _debug.checked(make(), _STAGES.get(tag, tag))
     key = (tag, id(program), extra)
     entry = _compiled_cache.get(key)
     if entry is None or entry[0] is not program:
@@ -170,7 +186,7 @@ class Linearized:
     nonzeros: tuple[bool, ...]
     n_outs: int
     tangent_outs: tuple[int, ...]  # which outputs have a (possibly) nonzero tangent
-    cached: bool  # False when the traced program could not be keyed: then it is not compiled
+    cached: bool  # False when the program could not be keyed or is too long: not compiled
 
     @property
     def num_residuals(self) -> int:
@@ -179,7 +195,7 @@ class Linearized:
 
 def linearize_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> Linearized:
     key = closed_key(closed)
-    key = key and ("linearize", key, nonzeros)
+    key = key and ("linearize", key, nonzeros, _debug.ENABLED)
     lin = _programs.get(key)
     if lin is not None:
         return lin
@@ -198,14 +214,16 @@ def linearize_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> Linear
     tangent_outs = tuple(
         i for i, unknown in zip(nz_out_idx, split.out_unknowns[n_outs:], strict=True) if unknown
     )
-    return _programs.put(key, Linearized(split, nonzeros, n_outs, tangent_outs, key is not None))
+    n_eqns = len(split.known.jaxpr.eqns) + len(split.linear.eqns)
+    compile_ok = key is not None and n_eqns <= MAX_COMPILED_EQNS
+    return _programs.put(key, Linearized(split, nonzeros, n_outs, tangent_outs, compile_ok))
 
 
 def linearize_flat(closed: ClosedJaxpr, primals: Sequence, nonzeros: tuple[bool, ...]):
     """Evaluate the primal part: returns `(outs, residuals, lin)`."""
     lin = linearize_program(closed, nonzeros)
     known = lin.split.known
-    if lin.cached and _is_eager(closed, primals):
+    if (lin.cached or _debug.ENABLED) and _is_eager(closed, primals):
         compiled = _compiled("fwd", lin, None, lambda: jax.jit(_eval_closed(known)))
         flat = compiled(*closed.consts, *primals)
     else:
@@ -216,10 +234,12 @@ def linearize_flat(closed: ClosedJaxpr, primals: Sequence, nonzeros: tuple[bool,
 def apply_linear(lin: Linearized, residuals: Sequence, nz_tangents: Sequence) -> list:
     """The linear map of a linearized program: tangent outputs (`Zero` where none)."""
     linear = lin.split.linear
-    if not lin.cached or any_tracer(residuals) or any_tracer(nz_tangents):
+    if not (lin.cached or _debug.ENABLED) or any_tracer(residuals) or any_tracer(nz_tangents):
         outs = eval_jaxpr(linear, [], *residuals, *nz_tangents)
     else:
-        compiled = _compiled("lin", lin, None, lambda: jax.jit(lambda *a: eval_jaxpr(linear, [], *a)))
+        compiled = _compiled(
+            "lin", lin, None, lambda: jax.jit(lambda *a: eval_jaxpr(linear, [], *a))
+        )
         outs = compiled(*residuals, *nz_tangents)
     result: list = [None] * lin.n_outs
     for i, t in zip(lin.tangent_outs, outs, strict=True):
@@ -243,7 +263,11 @@ def transpose_linear(lin: Linearized, residuals: Sequence, cts: Sequence) -> lis
         ]
         return backward_pass(linear, [], residuals, mask, cts_lin)
 
-    if not lin.cached or any_tracer(residuals) or any_tracer([c for c in cts_lin if c is not None]):
+    if (
+        not (lin.cached or _debug.ENABLED)
+        or any_tracer(residuals)
+        or any_tracer([c for c in cts_lin if c is not None])
+    ):
         return run(residuals, cts_lin)
     present = tuple(ct is not None for ct in cts_lin)
 
@@ -264,7 +288,9 @@ def value_and_grad_flat(
     Eagerly this is one compiled program (forward and backward fused).
     """
     lin = linearize_program(closed, nonzeros)
-    if not lin.cached or not _is_eager(closed, primals, [s for s in seed if s is not None]):
+    if not (lin.cached or _debug.ENABLED) or not _is_eager(
+        closed, primals, [s for s in seed if s is not None]
+    ):
         outs, residuals, _ = linearize_flat(closed, primals, nonzeros)
         return outs, transpose_linear(lin, residuals, seed)
     present = tuple(s is not None for s in seed)
@@ -308,14 +334,18 @@ def run_compiled(tag, closed: ClosedJaxpr, program, args_flat: Sequence, extra_f
     if key is None:
         return MISS
     key = ("compiled", tag, key)
-    fn = _programs.get(key)
+    fn = None if _debug.ENABLED else _programs.get(key)
     if fn is None:
         jaxpr = closed.jaxpr
 
         def compiled(consts, args_flat, extra_flat):
             return program(lambda *a: eval_jaxpr(jaxpr, consts, *a), args_flat, extra_flat)
 
-        fn = _programs.put(key, jax.jit(compiled))
+        if _debug.ENABLED:  # not cached, not compiled: traced with attribution, run checked
+            name = tag[0][0] if isinstance(tag[0], tuple) else tag[0]
+            fn = _debug.checked(jax.jit(compiled), f"{name} (whole transform)")
+        else:
+            fn = _programs.put(key, jax.jit(compiled))
     return fn(list(closed.consts), list(args_flat), list(extra_flat))
 
 

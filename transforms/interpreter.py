@@ -13,6 +13,8 @@ from typing import Any
 
 from jax.extend.core import Jaxpr, Literal
 
+from . import debug as _debug
+
 
 class Env:
     """Variables to values. `read` handles `Literal`s with the transform's `literal` function."""
@@ -69,6 +71,9 @@ def bind(eqn, invals):
 
 
 def eval_step(eqn, invals):
+    if _debug.ENABLED:  # re-emitted equations keep their source (for debug_nans reports)
+        with _debug.attribute(eqn):
+            return bind(eqn, invals)
     return bind(eqn, invals)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import jax
 from jax.extend.core import Jaxpr, Primitive
 
+from . import debug as _debug
 from .errors import MissingRuleError
 from .interpreter import bind, interpret
 from .zeros import Zero, add_tangents, instantiate, tangent_aval
@@ -41,11 +42,23 @@ def differentiation_mode(mode: str):
         _mode.reset(token)
 
 
+def current_mode() -> str:
+    """The API mode ("forward" or "reverse") whose JVP is being built."""
+    return _mode.get()
+
+
 def aval_of(x):
     return jax.typeof(x)
 
 
 def jvp_step(eqn, invals):
+    if _debug.ENABLED:  # what the rule emits is attributed to the user's equation
+        with _debug.attribute(eqn, "jvp"):
+            return _jvp_step(eqn, invals)
+    return _jvp_step(eqn, invals)
+
+
+def _jvp_step(eqn, invals):
     primals = [p for p, _ in invals]
     tangents = [t for _, t in invals]
     if all(type(t) is Zero for t in tangents):

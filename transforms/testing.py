@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import dtypes, tree_util
+from jax.extend.core import primitives as P
 
 __all__ = ["check_grads", "check_transpose", "inner_product"]
 
@@ -38,8 +39,11 @@ def _is_inexact(x) -> bool:
 
 def _defaults(leaves):
     """The loosest defaults over the inexact leaves (the least precise dtype decides)."""
-    found = [_DEFAULTS.get(np.dtype(jnp.result_type(x)), _DEFAULTS[np.dtype(np.float32)])
-             for x in leaves if _is_inexact(x)]
+    found = [
+        _DEFAULTS.get(np.dtype(jnp.result_type(x)), _DEFAULTS[np.dtype(np.float32)])
+        for x in leaves
+        if _is_inexact(x)
+    ]
     if not found:
         return _DEFAULTS[np.dtype(np.float64)]
     return tuple(max(vals) for vals in zip(*found, strict=True))
@@ -54,7 +58,11 @@ def _random_like(rng: np.random.Generator, x):
     v = rng.standard_normal(shape)
     if dtypes.issubdtype(dt, np.complexfloating):
         v = v + 1j * rng.standard_normal(shape)
-    return jnp.asarray(v, dtype=dt)
+    v = jnp.asarray(v, dtype=dt)
+    if jax.typeof(x).weak_type:
+        # A weak-typed primal (a Python scalar) gets a weak-typed direction, as `1.0` would be.
+        v = P.convert_element_type_p.bind(v, new_dtype=dt, weak_type=True, sharding=None)
+    return v
 
 
 def inner_product(xs, ys) -> float:
@@ -82,8 +90,11 @@ def inner_product(xs, ys) -> float:
 
 
 def _norm(xs) -> float:
-    leaves = [np.abs(np.asarray(x, np.complex128)) for x in tree_util.tree_leaves(xs)
-              if np.asarray(x).dtype != dtypes.float0]
+    leaves = [
+        np.abs(np.asarray(x, np.complex128))
+        for x in tree_util.tree_leaves(xs)
+        if np.asarray(x).dtype != dtypes.float0
+    ]
     return float(np.sqrt(sum(float(np.sum(v * v)) for v in leaves)))
 
 
@@ -174,7 +185,7 @@ def check_grads(
       seed: seed of the random directions.
 
     Raises:
-      AssertionError saying which mode and order disagreed, with both values.
+      AssertionError: saying which mode and order disagreed, with both values.
 
     Example:
       >>> from transforms.testing import check_grads
@@ -191,7 +202,12 @@ def check_grads(
         if m not in ("fwd", "rev"):
             raise ValueError(f"check_grads: unknown mode {m!r}; use 'fwd' and/or 'rev'.")
     args = tuple(tree_util.tree_map(jnp.asarray, a) for a in args)
-    d_eps, d_atol, d_rtol = _defaults(tree_util.tree_leaves(args))
+    # The least precise dtype among inputs *and* outputs sets the step and tolerances.
+    out_shapes = jax.eval_shape(f, *args)
+    d_eps, d_atol, d_rtol = _defaults(
+        tree_util.tree_leaves(args)
+        + [jnp.zeros((), s.dtype) for s in tree_util.tree_leaves(out_shapes)]
+    )
     eps = d_eps if eps is None else eps
     atol = d_atol if atol is None else atol
     rtol = d_rtol if rtol is None else rtol
@@ -246,14 +262,20 @@ def check_transpose(
 
     Example:
       >>> from transforms.testing import check_transpose
-      >>> check_transpose(lambda x: jnp.cumsum(x[::2]), (jnp.arange(5.0),), linear=True)
+      >>> check_transpose(lambda x: x[::2] * 3.0, (jnp.arange(5.0),), linear=True)
       >>> check_transpose(jnp.tanh, (jnp.arange(3.0),))
     """
     from .api import linear_transpose, linearize, vjp
 
     args = tuple(tree_util.tree_map(jnp.asarray, a) for a in args)
+    out_shapes = jax.eval_shape(f, *args)
     leaves = [x for x in tree_util.tree_leaves(args) if _is_inexact(x)]
-    single = all(np.dtype(jnp.result_type(x)) in (np.float32, np.complex64) for x in leaves)
+    leaves += [
+        jnp.zeros((), s.dtype)
+        for s in tree_util.tree_leaves(out_shapes)
+        if dtypes.issubdtype(s.dtype, np.inexact)
+    ]
+    single = any(np.dtype(jnp.result_type(x)) in (np.float32, np.complex64) for x in leaves)
     tol = 1e-4 if single and leaves else 1e-10
     atol = tol if atol is None else atol
     rtol = tol if rtol is None else rtol

@@ -6,12 +6,36 @@ import jax
 import numpy as np
 from jax import tree_util
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from jax.sharding import AxisType
 
 from .errors import TracedControlFlowError
 
 
 def shape_dtype(x):
-    aval = jax.typeof(x)
+    return aval_struct(jax.typeof(x))
+
+
+def aval_struct(aval):
+    """A `ShapeDtypeStruct` to trace with, keeping everything jit or shard_map would type-check.
+
+    Inside `shard_map` the varying/invariant typing (`manual_axis_type`) must survive, or the
+    traced program would mix the two kinds without the conversions JAX inserts.
+    """
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None and (manual.varying or manual.unreduced or manual.reduced):
+        return jax.ShapeDtypeStruct(
+            aval.shape,
+            aval.dtype,
+            weak_type=aval.weak_type,
+            sharding=aval.sharding,
+            manual_axis_type=manual,
+        )
+    # On a mesh with Explicit axes the layout is part of the type as well.
+    sharding = getattr(aval, "sharding", None)
+    if AxisType.Explicit in getattr(getattr(sharding, "mesh", None), "axis_types", ()):
+        return jax.ShapeDtypeStruct(
+            aval.shape, aval.dtype, weak_type=aval.weak_type, sharding=sharding
+        )
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
 
 
@@ -155,9 +179,18 @@ def _param_key(p, memo):
     return p
 
 
+_last_key: tuple = (None, None)  # (closed jaxpr, its key): one call asks up to three times
+
+
 def closed_key(closed: ClosedJaxpr):
     """Key for a closed jaxpr: its structure and the types (not values) of its constants."""
+    global _last_key
+    last_closed, last_key = _last_key
+    if last_closed is closed:  # jaxprs are immutable; holding it keeps its id from being reused
+        return last_key
     try:
-        return (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts))
+        key = (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts))
     except Unkeyable:
-        return None
+        key = None
+    _last_key = (closed, key)
+    return key

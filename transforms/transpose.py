@@ -13,6 +13,7 @@ import numpy as np
 from jax import dtypes
 from jax.extend.core import Jaxpr, Literal, Primitive
 
+from . import debug as _debug
 from .errors import MissingRuleError
 from .interpreter import bind
 from .jvp import _no_rule, jvp_rules, linear_jvp
@@ -77,7 +78,8 @@ def backward_pass(
             linear_vars.update(eqn.outvars)
             linear_eqns.append(eqn)
         else:
-            outs = bind(eqn, [_read_primal(primal_env, v) for v in eqn.invars])
+            with _debug.attribute(eqn):
+                outs = bind(eqn, [_read_primal(primal_env, v) for v in eqn.invars])
             primal_env.update(zip(eqn.outvars, outs, strict=True))
 
     ct_env: dict = {}
@@ -110,7 +112,8 @@ def backward_pass(
                     "linear operations on tangents.",
                 )
             raise _no_rule(eqn.primitive, "reverse")
-        cts_in = rule(cts if eqn.primitive.multiple_results else cts[0], *invals, **eqn.params)
+        with _debug.attribute(eqn, "transpose"):
+            cts_in = rule(cts if eqn.primitive.multiple_results else cts[0], *invals, **eqn.params)
         for v, x, ct in zip(eqn.invars, invals, cts_in, strict=True):
             if type(x) is UndefPrimal:
                 _accumulate(ct_env, v, ct)

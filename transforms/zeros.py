@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from jax import dtypes, lax
 from jax.core import ShapedArray
+from jax.extend.core import primitives as P
 
 
 class Zero:
@@ -47,20 +48,25 @@ def varying_axes(aval) -> tuple:
     return tuple(sorted(getattr(manual, "varying", ()), key=str))
 
 
-def zeros_like_aval(aval):
-    """A concrete zero of `aval` (float0 zeros are NumPy arrays, as JAX expects)."""
+def full_like_aval(aval, value):
+    """A concrete array of `aval`'s shape, dtype and weak type, filled with `value`.
+
+    The weak type matters: a strong zero or seed where JAX has a weak one changes the types of
+    results, and `jax.jit` retraces on it. Inside `shard_map` the array is typed as varying
+    along the same mesh axes as `aval`, or it would not match.
+    """
     if aval.dtype == dtypes.float0:
         return np.zeros(aval.shape, dtypes.float0)
-    z = None
+    x = lax.full(aval.shape, value, aval.dtype)
     if getattr(aval, "weak_type", False):
-        # A Python scalar fill keeps the weak type, so jit does not retrace on a dtype change.
-        fill = 0j if dtypes.issubdtype(aval.dtype, np.complexfloating) else 0.0
-        z = lax.full(aval.shape, fill)
-        z = z if z.dtype == aval.dtype else None
-    z = lax.full(aval.shape, 0, aval.dtype) if z is None else z
-    # Inside shard_map a zero must be typed as varying where `aval` is, or it would not match.
+        x = P.convert_element_type_p.bind(x, new_dtype=aval.dtype, weak_type=True, sharding=None)
     axes = varying_axes(aval)
-    return lax.pcast(z, axes, to="varying") if axes else z
+    return lax.pcast(x, axes, to="varying") if axes else x
+
+
+def zeros_like_aval(aval):
+    """A concrete zero of `aval` (float0 zeros are NumPy arrays, as JAX expects)."""
+    return full_like_aval(aval, 0)
 
 
 def instantiate(x):

@@ -8,7 +8,7 @@ from jax.extend.core import ClosedJaxpr, DropVar, Literal, Primitive, Var, new_j
 from jax.extend.core import primitives as P
 
 from ..interpreter import eval_jaxpr
-from ..jvp import jvp_eval, jvp_rules
+from ..jvp import current_mode, jvp_eval, jvp_rules
 from ..partial_eval import partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, tangent_aval
@@ -149,9 +149,30 @@ def _custom_lin_impl(*_, **__):
 custom_lin_p.def_impl(_custom_lin_impl)
 
 
+class _Opaque:
+    """Holds a Python callable as an equation parameter: hashed and compared by identity."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self):
+        return id(self.value)
+
+    def __eq__(self, other):
+        return type(other) is _Opaque and other.value is self.value
+
+
 def _custom_vjp_call_jvp(
     primals, tangents, *, call_jaxpr, fwd_jaxpr_thunk, num_consts, bwd, out_trees, symbolic_zeros
 ):
+    if current_mode() == "forward":
+        raise TypeError(
+            "can't apply forward-mode autodiff (jvp, jacfwd, hessian) to a custom_vjp function: "
+            "it defines only a reverse-mode rule. Use transforms.grad / vjp / jacrev, or give "
+            "the function a jax.custom_jvp rule instead."
+        )
     args = primals[num_consts:]
     arg_tangents = tangents[num_consts:]
     perturbed = tuple(type(t) is not Zero for t in arg_tangents)
@@ -168,7 +189,7 @@ def _custom_vjp_call_jvp(
         *residuals,
         *nz_tangents,
         num_res=len(residuals),
-        bwd=bwd,
+        bwd=_Opaque(bwd),
         out_avals=out_avals,
         symbolic_zeros=symbolic_zeros,
         in_zeros=tuple(not p for p in perturbed),
@@ -189,20 +210,15 @@ def _custom_lin_transpose(
         instantiate(c) if type(c) is not Zero else instantiate(Zero(a))
         for c, a in zip(cts, out_avals)
     ]
-    cts_in = list(bwd.call_wrapped(*residuals, *cts))
+    cts_in = list(bwd.value.call_wrapped(*residuals, *cts))
     # bwd returns cotangents for the call's consts first (zeros), then for its arguments.
     cts_in = cts_in[len(cts_in) - len(in_zeros) :]
     result = [None] * num_res
-    for ct, zero, a in zip(cts_in, in_zeros, _nz_avals(invals[num_res:], in_zeros)):
+    for ct, zero in zip(cts_in, in_zeros, strict=True):
         if zero:
             continue
         result.append(None if _is_symbolic_zero(ct) else ct)
     return result
-
-
-def _nz_avals(nz_invals, in_zeros):
-    it = iter(nz_invals)
-    return [None if z else next(it) for z in in_zeros]
 
 
 jvp_rules[P.custom_vjp_call_p] = _custom_vjp_call_jvp

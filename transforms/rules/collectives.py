@@ -101,7 +101,9 @@ deflinear(pvary_p, _single(lambda ct, *, axes: lax.psum(ct, axes)))
 deflinear(P.psum_p, _single(lambda ct, **params: P.psum_p.bind(ct, **params)))
 
 
-def _all_gather_transpose(ct, *, all_gather_dimension, axis_name, axis_index_groups, axis_size, tiled):
+def _all_gather_transpose(
+    ct, *, all_gather_dimension, axis_name, axis_index_groups, axis_size, tiled
+):
     return reduce_scatter_p.bind(
         ct,
         scatter_dimension=all_gather_dimension,
@@ -112,7 +114,9 @@ def _all_gather_transpose(ct, *, all_gather_dimension, axis_name, axis_index_gro
     )
 
 
-def _reduce_scatter_transpose(ct, *, scatter_dimension, axis_name, axis_index_groups, axis_size, tiled):
+def _reduce_scatter_transpose(
+    ct, *, scatter_dimension, axis_name, axis_index_groups, axis_size, tiled
+):
     return P.all_gather_p.bind(
         ct,
         all_gather_dimension=scatter_dimension,
@@ -127,22 +131,27 @@ deflinear(P.all_gather_p, _single(_all_gather_transpose))
 deflinear(reduce_scatter_p, _single(_reduce_scatter_transpose))
 deflinear(
     P.ppermute_p,
-    _single(lambda ct, *, axis_name, perm: P.ppermute_p.bind(
-        ct, axis_name=axis_name, perm=tuple((dst, src) for src, dst in perm)
-    )),
+    _single(
+        lambda ct, *, axis_name, perm: P.ppermute_p.bind(
+            ct, axis_name=axis_name, perm=tuple((dst, src) for src, dst in perm)
+        )
+    ),
 )
 deflinear(
     P.all_to_all_p,
-    _single(lambda ct, *, split_axis, concat_axis, **p: P.all_to_all_p.bind(
-        ct, split_axis=concat_axis, concat_axis=split_axis, **p
-    )),
+    _single(
+        lambda ct, *, split_axis, concat_axis, **p: P.all_to_all_p.bind(
+            ct, split_axis=concat_axis, concat_axis=split_axis, **p
+        )
+    ),
 )
 
 
 def _pbroadcast_transpose(ct, *, axis_name, source):
     # Every device received the source's value: the source's cotangent is the sum of them all.
     total = lax.psum(ct, axis_name)
-    at_source = lax.eq(lax.axis_index(axis_name), source)
+    index = lax.axis_index(axis_name)
+    at_source = lax.eq(index, lax.full_like(index, source))
     return lax.select(lax.broadcast(at_source, total.shape), total, lax.full_like(total, 0))
 
 
@@ -279,6 +288,8 @@ def _trace_eqns(fun, in_atoms, out_vars):
 
 
 def _shard_map_partial_eval(eqn, in_unknowns):
+    if all(in_unknowns):  # nothing known to split off
+        return [], [eqn], [True] * len(eqn.outvars)
     params = eqn.params
     body = params["jaxpr"]
     split = partial_eval(ClosedJaxpr(body, ()), in_unknowns)
@@ -299,18 +310,22 @@ def _shard_map_partial_eval(eqn, in_unknowns):
         stacked = [lax.expand_dims(res[r], (0,)) if stack_axes[r] else res[r] for r in computed]
         return (*outs[:n_known_outs], *stacked)
 
-    known_in = [a for a, u in zip(eqn.invars, in_unknowns, strict=True) if not u]
-    known_out_specs = [s for s, u in zip(out_specs, out_unknowns, strict=True) if not u]
-    res_specs = [Spec(stack_axes[r]) if stack_axes[r] else Spec() for r in computed]
+    def ins(xs, unknown):  # the inputs (or their specs) on one side of the split
+        return [x for x, u in zip(xs, in_unknowns, strict=True) if u == unknown]
+
+    def outs(xs, unknown):
+        return [x for x, u in zip(xs, out_unknowns, strict=True) if u == unknown]
+
+    res_specs = {r: Spec(stack_axes[r]) if stack_axes[r] else Spec() for r in computed}
     known_eqns, known_outs = _trace_eqns(
         lambda *xs: _shard_map(
             known_body,
             params,
-            [s for s, u in zip(in_specs, in_unknowns, strict=True) if not u],
-            [*known_out_specs, *res_specs],
+            ins(in_specs, False),
+            [*outs(out_specs, False), *(res_specs[r] for r in computed)],
         )(*xs),
-        known_in,
-        [*(v for v, u in zip(eqn.outvars, out_unknowns, strict=True) if not u), *[None] * len(computed)],
+        ins(eqn.invars, False),
+        [*outs(eqn.outvars, False), *[None] * len(computed)],
     )
     outer_res = dict(zip(computed, known_outs[n_known_outs:], strict=True))
 
@@ -322,23 +337,18 @@ def _shard_map_partial_eval(eqn, in_unknowns):
         ]
         return tuple(eval_jaxpr(split.linear, (), *res, *tangents))
 
-    lin_in = [
-        *(eqn.invars[body_inputs[r]] if r in body_inputs else outer_res[r] for r in residuals),
-        *(a for a, u in zip(eqn.invars, in_unknowns, strict=True) if u),
-    ]
-    lin_in_specs = [
-        *(in_specs[body_inputs[r]] if r in body_inputs else res_specs[computed.index(r)] for r in residuals),
-        *(s for s, u in zip(in_specs, in_unknowns, strict=True) if u),
-    ]
+    forwarded = [r for r in residuals if r in body_inputs]
+    outer_res.update((r, eqn.invars[body_inputs[r]]) for r in forwarded)
+    res_specs.update((r, in_specs[body_inputs[r]]) for r in forwarded)
     lin_eqns, _ = _trace_eqns(
         lambda *xs: _shard_map(
             linear_body,
             params,
-            lin_in_specs,
-            [s for s, u in zip(out_specs, out_unknowns, strict=True) if u],
+            [*(res_specs[r] for r in residuals), *ins(in_specs, True)],
+            outs(out_specs, True),
         )(*xs),
-        lin_in,
-        [v for v, u in zip(eqn.outvars, out_unknowns, strict=True) if u],
+        [*(outer_res[r] for r in residuals), *ins(eqn.invars, True)],
+        outs(eqn.outvars, True),
     )
     return known_eqns, lin_eqns, out_unknowns
 
@@ -347,7 +357,12 @@ partial_eval_rules[shard_map_p] = _shard_map_partial_eval
 
 
 def _unmentioned(params, spec) -> tuple:
-    named = {a for part in spec if part is not None for a in (part if isinstance(part, tuple) else (part,))}
+    named = {
+        a
+        for part in spec
+        if part is not None
+        for a in (part if isinstance(part, tuple) else (part,))
+    }
     return _mesh_order(params, set(params["newly_manual_axes"]) - named)
 
 
@@ -371,7 +386,9 @@ def _shard_map_transpose(cts, *invals, jaxpr, **params):
             cts_out.append(ct)
         cts_in = backward_pass(jaxpr, (), res, linear, cts_out)
         out = []
-        for ct, spec in zip(cts_in, (s for s, m in zip(in_specs, linear, strict=True) if m), strict=True):
+        for ct, spec in zip(
+            cts_in, (s for s, m in zip(in_specs, linear, strict=True) if m), strict=True
+        ):
             axes = _unmentioned(params, spec)
             if not check_vma and axes and type(ct) is not Zero:
                 # ...and an input replicated along an axis collects the cotangents of its copies.

@@ -19,7 +19,7 @@ from ..zeros import Zero, instantiate
 
 
 def _is_complex(x) -> bool:
-    return np.issubdtype(x.dtype, np.complexfloating)
+    return np.issubdtype(_shaped(x).dtype, np.complexfloating)
 
 
 def _aval(x):
@@ -183,8 +183,16 @@ transpose_rules[P.div_p] = _div_transpose
 
 
 def _c(x, value):
-    """`value` as a scalar of `x`'s dtype (a literal the op broadcasts)."""
-    return np.array(value, dtype=x.dtype)
+    """`value` as a rank-0 constant of `x`'s dtype and weak type (ops broadcast rank 0).
+
+    A strong constant would turn the tangent of a weak-typed value (a Python scalar) strong,
+    and `jax.jit` would then retrace on the changed type.
+    """
+    aval = _shaped(x)
+    c = np.array(value, dtype=aval.dtype)
+    if aval.weak_type:
+        return P.convert_element_type_p.bind(c, new_dtype=c.dtype, weak_type=True, sharding=None)
+    return c
 
 
 def _one_minus_sq(x):
@@ -208,22 +216,16 @@ defjvp2(P.tanh_p, lambda t, out, x, **_: lax.mul(t, _one_minus_sq(out)))
 defjvp(P.asinh_p, lambda t, x, **_: lax.mul(t, lax.rsqrt(lax.add(lax.mul(x, x), _c(x, 1)))))
 defjvp(
     P.acosh_p,
-    lambda t, x, **_: lax.mul(
-        t, lax.rsqrt(lax.mul(lax.sub(x, _c(x, 1)), lax.add(x, _c(x, 1))))
-    ),
+    lambda t, x, **_: lax.mul(t, lax.rsqrt(lax.mul(lax.sub(x, _c(x, 1)), lax.add(x, _c(x, 1))))),
 )
 defjvp(P.atanh_p, lambda t, x, **_: lax.div(t, _one_minus_sq(x)))
 defjvp2(P.sqrt_p, lambda t, out, x, **_: lax.div(t, lax.mul(_c(out, 2), out)))
-defjvp2(
-    P.rsqrt_p, lambda t, out, x, **_: lax.mul(t, lax.mul(_c(x, -0.5), lax.div(out, x)))
-)
+defjvp2(P.rsqrt_p, lambda t, out, x, **_: lax.mul(t, lax.mul(_c(x, -0.5), lax.div(out, x))))
 defjvp2(
     P.cbrt_p,
     lambda t, out, x, **_: lax.mul(t, lax.mul(_c(x, 1 / 3), lax.integer_pow(out, -2))),
 )
-defjvp2(
-    P.logistic_p, lambda t, out, x, **_: lax.mul(t, lax.mul(out, lax.sub(_c(out, 1), out)))
-)
+defjvp2(P.logistic_p, lambda t, out, x, **_: lax.mul(t, lax.mul(out, lax.sub(_c(out, 1), out))))
 defjvp(P.square_p, lambda t, x, **_: lax.mul(t, lax.mul(_c(x, 2), x)))
 defjvp(
     P.erf_p,
@@ -231,9 +233,7 @@ defjvp(
 )
 defjvp(
     P.erfc_p,
-    lambda t, x, **_: lax.mul(
-        t, lax.mul(_c(x, -2 / math.sqrt(math.pi)), lax.exp(lax.neg(x * x)))
-    ),
+    lambda t, x, **_: lax.mul(t, lax.mul(_c(x, -2 / math.sqrt(math.pi)), lax.exp(lax.neg(x * x)))),
 )
 defjvp2(
     P.erf_inv_p,
@@ -263,7 +263,9 @@ def _abs_jvp(t, x):
         mag = lax.abs(x)
         safe = lax.select(lax.eq(mag, _c(mag, 0)), lax.full_like(mag, 1), mag)
         return lax.div(lax.real(lax.mul(lax.conj(x), t)), safe)
-    return lax.mul(t, lax.sign(x))
+    # JAX's convention at the kink: abs'(x) = 1 for x >= 0 (so abs'(0) = 1), -1 below.
+    one = lax.full_like(x, 1)
+    return lax.mul(t, lax.select(lax.ge(x, _c(x, 0)), one, lax.neg(one)))
 
 
 defjvp(P.abs_p, _abs_jvp)
@@ -280,13 +282,15 @@ def _pow_dx(t, x, y):
         lax.full_like(y_b, 0),
         lax.mul(y_b, lax.pow(x, lax.sub(y_b, _c(y_b, 1)))),
     )
-    return lax.mul(t, jac.astype(t.dtype) if jac.dtype != t.dtype else jac)
+    # JAX's pow tangents are strongly typed even for weak (Python scalar) operands; so are ours.
+    return lax.mul(t, lax.convert_element_type(jac, _shaped(t).dtype))
 
 
 def _pow_dy(t, out, x, y):
     # d/dy x**y = log(x) * x**y, with log(0) replaced by 0 where x == 0.
     safe_x = lax.select(lax.eq(x, _c(x, 0)), lax.full_like(x, 1), x)
-    return lax.mul(t, lax.mul(lax.log(safe_x), out))
+    jac = lax.mul(lax.log(safe_x), out)
+    return lax.mul(t, lax.convert_element_type(jac, _shaped(t).dtype))
 
 
 def _pow_jvp(primals, tangents, **params):
@@ -346,12 +350,12 @@ def _minmax_jvp(prim, pick_x):
         x, y = primals
         tx, ty = tangents
         out = prim.bind(x, y, **params)
-        shape = np.shape(out)
         xb = _broadcast_like(x, out)
         yb = _broadcast_like(y, out)
-        half = lax.full(shape, 0.5, out.dtype)
-        zero = lax.full(shape, 0, out.dtype)
-        one = lax.full(shape, 1, out.dtype)
+        # full_like keeps a weak-typed output's weak type in the tangent.
+        half = lax.full_like(out, 0.5)
+        zero = lax.full_like(out, 0)
+        one = lax.full_like(out, 1)
         w_x = lax.select(pick_x(xb, yb), one, lax.select(lax.eq(xb, yb), half, zero))
         terms = []
         if type(tx) is not Zero:
@@ -425,7 +429,9 @@ transpose_rules[P.select_n_p] = _select_n_transpose
 
 def _convert_jvp(primals, tangents, *, new_dtype, weak_type, sharding):
     (x,), (t,) = primals, tangents
-    out = P.convert_element_type_p.bind(x, new_dtype=new_dtype, weak_type=weak_type, sharding=sharding)
+    out = P.convert_element_type_p.bind(
+        x, new_dtype=new_dtype, weak_type=weak_type, sharding=sharding
+    )
     inexact = np.issubdtype(new_dtype, np.inexact)
     if type(t) is Zero or not inexact or not np.issubdtype(x.dtype, np.inexact):
         return out, Zero(_shaped(out).to_tangent_aval())

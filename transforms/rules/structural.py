@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 from jax import lax
-from jax._src.lax import lax as _lax_internal
 from jax.extend.core import primitives as P
+from jax.sharding import AxisType, PartitionSpec
 
 from ..jvp import jvp_rules
 from ..transpose import deflinear, is_undefined, transpose_rules
@@ -66,13 +66,6 @@ def _concatenate_transpose(ct, *xs, dimension):
 deflinear(P.concatenate_p, _concatenate_transpose)
 
 
-def _stack_transpose(ct, *xs, axis):
-    return [lax.index_in_dim(ct, i, axis, keepdims=False) if is_undefined(x) else None for i, x in enumerate(xs)]
-
-
-# `jnp.stack` binds its own primitive in JAX 0.10, which jax.extend does not export.
-deflinear(_lax_internal.stack_p, _stack_transpose)
-
 
 def _pad_jvp(primals, tangents, *, padding_config):
     (x, pad_value), (tx, tpad) = primals, tangents
@@ -94,15 +87,21 @@ def _pad_transpose(ct, x, pad_value, *, padding_config):
     # Undo the padding: negative padding crops, then the interior stride picks the elements.
     lo, hi, interior = zip(*padding_config, strict=True)
     unpadded = lax.pad(ct, np.array(0, ct.dtype), [(-l, -h, 0) for l, h in zip(lo, hi)])
-    t_x = lax.slice(
-        unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior)
-    ) if is_undefined(x) else None
+    t_x = (
+        lax.slice(unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior))
+        if is_undefined(x)
+        else None
+    )
     t_pad = None
     if is_undefined(pad_value):
         total = lax.reduce_sum(ct, tuple(range(ct.ndim)))
-        inner = lax.reduce_sum(t_x, tuple(range(ct.ndim))) if t_x is not None else lax.reduce_sum(
-            lax.slice(unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior)),
-            tuple(range(ct.ndim)),
+        inner = (
+            lax.reduce_sum(t_x, tuple(range(ct.ndim)))
+            if t_x is not None
+            else lax.reduce_sum(
+                lax.slice(unpadded, (0,) * ct.ndim, unpadded.shape, tuple(i + 1 for i in interior)),
+                tuple(range(ct.ndim)),
+            )
         )
         t_pad = lax.sub(total, inner)
     return [t_x, t_pad]
@@ -285,16 +284,32 @@ def _dot_transpose_lhs(ct, x_aval, y, *, dimension_numbers, swap_ans=False, **pa
         ans_batch, _, ans_y = _ranges_like(x_batch, x_kept, y_kept)
     dims = ((ans_y, y_kept), (ans_batch, y_batch))
     x_contract_sorted_by_y = list(np.take(x_contract, np.argsort(y_contract))) if len(x_contract) else []
-    out_axes = np.argsort(list(x_batch) + x_kept + x_contract_sorted_by_y)
+    res_axes = list(x_batch) + x_kept + x_contract_sorted_by_y  # x's axes, in res's order
+    out_axes = np.argsort(res_axes)
     pref = params.get("preferred_element_type")
     res = lax.dot_general(
         ct, y, dims, precision=params.get("precision"),
-        preferred_element_type=pref,
+        preferred_element_type=pref, out_sharding=_permuted_sharding(x_aval, res_axes),
     )
     res = lax.transpose(res, tuple(out_axes))
     if res.dtype != x_aval.dtype:
         res = lax.convert_element_type(res, x_aval.dtype)
     return res
+
+
+def _permuted_sharding(aval, axes):
+    """`aval`'s sharding with its dimensions in the order `axes`, when the mesh types it.
+
+    Why: on a mesh with Explicit axes the layout is part of the type, and a contraction over a
+    sharded dimension (a batch-sharded gradient) is ambiguous unless the output layout is given:
+    the cotangent takes its primal's layout.
+    """
+    sharding = getattr(aval, "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or AxisType.Explicit not in getattr(mesh, "axis_types", ()):
+        return None
+    spec = tuple(sharding.spec) + (None,) * (len(aval.shape) - len(sharding.spec))
+    return sharding.update(spec=PartitionSpec(*(spec[i] for i in axes)))
 
 
 def _dot_transpose_rhs(ct, x, y_aval, *, dimension_numbers, **params):

@@ -12,8 +12,7 @@ from . import math, nn, random  # noqa: F401
 from .custom import cond, custom_gradient, while_loop
 from .forward import ForwardAccumulator
 from .function import function
-from .ops import *  # noqa: F403
-from .ops import (
+from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     abs,
     add,
     add_n,
@@ -21,6 +20,7 @@ from .ops import (
     argmin,
     broadcast_to,
     cast,
+    ceil,
     clip_by_value,
     concat,
     constant,
@@ -34,6 +34,8 @@ from .ops import (
     expand_dims,
     eye,
     fill,
+    floor,
+    floordiv,
     gather,
     greater,
     greater_equal,
@@ -44,9 +46,11 @@ from .ops import (
     logical_and,
     logical_not,
     logical_or,
+    logical_xor,
     matmul,
     maximum,
     minimum,
+    mod,
     multiply,
     negative,
     newaxis,
@@ -58,6 +62,7 @@ from .ops import (
     pow,
     range,
     rank,
+    reciprocal,
     reduce_all,
     reduce_any,
     reduce_logsumexp,
@@ -70,6 +75,7 @@ from .ops import (
     reduce_variance,
     reshape,
     round,
+    saturate_cast,
     shape,
     sigmoid,
     sign,
@@ -78,6 +84,7 @@ from .ops import (
     split,
     sqrt,
     square,
+    squared_difference,
     squeeze,
     stack,
     stop_gradient,
@@ -87,6 +94,7 @@ from .ops import (
     tensordot,
     tile,
     transpose,
+    truediv,
     unstack,
     where,
     zeros,
@@ -94,7 +102,7 @@ from .ops import (
 )
 from .optimizers import optimizers
 from .tape import GradientTape, UnconnectedGradients
-from .tensor import (
+from .tensor import (  # noqa: F401
     DType,
     Tensor,
     TensorShape,

@@ -175,18 +175,16 @@ class Function:
         var_vals = [v._value for v in prog.variables]
         outs, new_vars = prog.compiled(var_vals, dyn_vals)
         if state.recorders and not state.paused:
-            outs = self._record_call(prog, dyn_args, outs, new_vars)
+            out_tensors = self._record_call(prog, dyn_args, outs)
+        else:
+            out_tensors = [Tensor(o) for o in outs]
         for v, val in zip(prog.variables, new_vars, strict=True):
             v._value = val
-        it_t, it_s = iter(outs), iter(prog.out_static)
-        leaves = [Tensor(next(it_t)) if k != "static" else next(it_s) for k in prog.out_kinds]
-        leaves = [x._value if isinstance(x, Tensor) else x for x in leaves]
-        leaves = [
-            Tensor(x) if k != "static" else x for x, k in zip(leaves, prog.out_kinds, strict=True)
-        ]
+        it_t, it_s = iter(out_tensors), iter(prog.out_static)
+        leaves = [next(it_t) if k != "static" else next(it_s) for k in prog.out_kinds]
         return tree_util.tree_unflatten(prog.out_tree, leaves)
 
-    def _record_call(self, prog, dyn_args, outs, new_vars):
+    def _record_call(self, prog, dyn_args, outs):
         """Show the call to active tapes as one op of the Variables' reads and tensor inputs."""
         reads = [v._read_value_for_op() for v in prog.variables]
         inputs = [*reads, *[x if isinstance(x, Tensor) else Tensor(_value(x)) for x in dyn_args]]
@@ -196,8 +194,7 @@ class Function:
             res, _ = jitted(list(vals[:n_vars]), list(vals[n_vars:]))
             return tuple(res)
 
-        recorded = apply(call, inputs, outputs=tuple(outs))
-        return [t._value for t in recorded]
+        return list(apply(call, inputs, outputs=tuple(outs)))
 
 
 def _value(x):

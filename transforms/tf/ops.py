@@ -328,7 +328,13 @@ def concat(values, axis, name="concat"):
 
 
 def stack(values, axis=0, name="stack"):
-    return apply(lambda *vs: jnp.stack(vs, axis=axis), _tensors(values))
+    # expand + concatenate rather than jnp.stack: the same values, built from primitives whose
+    # rules the engine has in every version.
+    def stack_(*vs):
+        ax = axis % (vs[0].ndim + 1)
+        return jnp.concatenate([jnp.expand_dims(v, ax) for v in vs], axis=ax)
+
+    return apply(stack_, _tensors(values))
 
 
 def unstack(value, num=None, axis=0, name="unstack"):
@@ -363,7 +369,7 @@ def gather(params, indices, validate_indices=None, axis=None, batch_dims=0, name
     idx = _t(indices)._value
     if batch_dims:
         raise NotImplementedError(
-            "tf.gather with batch_dims is not supported; use tf.vectorized_map-free indexing instead."
+            "tf.gather with batch_dims is not supported; gather each batch row instead."
         )
     return apply(lambda v: jnp.take(v, idx, axis=ax), [_t(params)])
 

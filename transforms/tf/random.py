@@ -9,22 +9,28 @@ import numpy as np
 
 from .ops import _shape_of
 from .tensor import Tensor
+from .variable import Variable
 
 _lock = threading.Lock()
-_key = [jax.random.key(0)]
+# The stream's state is a Variable, so that inside tf.function it is lifted like any other
+# state: each call of the compiled program draws new numbers and advances the stream.
+_state = Variable(
+    np.asarray(jax.random.key_data(jax.random.key(0))), trainable=False, name="global_rng"
+)
 
 
 def set_seed(seed: int) -> None:
     """Restart the global stream from `seed` (TF's `tf.random.set_seed`)."""
     with _lock:
-        _key[0] = jax.random.key(int(seed))
+        _state.assign(np.asarray(jax.random.key_data(jax.random.key(int(seed)))))
 
 
 def _next_key(seed):
     if seed is not None:
         return jax.random.key(int(seed))
     with _lock:
-        _key[0], sub = jax.random.split(_key[0])
+        key, sub = jax.random.split(jax.random.wrap_key_data(_state._current()))
+        _state._write(jax.random.key_data(key))
     return sub
 
 

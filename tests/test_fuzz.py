@@ -1,0 +1,206 @@
+"""A differential fuzzer: random programs, our derivatives against JAX's, in float64.
+
+Hypothesis draws a program as a random expression DAG over a pool of values of one shape:
+each step applies an element-wise, reduction-and-broadcast, structural (slice, concatenate, pad,
+reverse, transpose, reshape), `dot` or selection op to earlier values (sharing is allowed, so
+fan-out and repeated operands occur). Domains are kept safe by construction (`log(1 + x²)`,
+`a / (1 + b²)`, ...), so every derivative is finite. Each program is checked in forward mode,
+reverse mode, forward-over-reverse and reverse-over-reverse.
+
+The CI budget is small; raise it with `TRANSFORMS_FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py`.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+import transforms as T
+
+FUZZ_EXAMPLES = int(os.environ.get("TRANSFORMS_FUZZ_EXAMPLES", "8"))
+RTOL, ATOL = 1e-7, 1e-9
+
+SHAPES = [(), (3,), (2, 3), (3, 3)]
+
+
+def _rank_ge(k):
+    return lambda shape: len(shape) >= k
+
+
+def _always(shape):
+    return True
+
+
+# name -> (arity, applicable(shape), fn). Every fn maps values of shape S to a value of shape S.
+OPS = {
+    # element-wise, safe domains
+    "sin": (1, _always, jnp.sin),
+    "cos": (1, _always, jnp.cos),
+    "tanh": (1, _always, jnp.tanh),
+    "exp_tanh": (1, _always, lambda x: jnp.exp(jnp.tanh(x))),
+    "log_1p_sq": (1, _always, lambda x: jnp.log(1.0 + x * x)),
+    "log1p_sq": (1, _always, lambda x: jnp.log1p(x * x)),
+    "sqrt_1p_sq": (1, _always, lambda x: jnp.sqrt(1.0 + x * x)),
+    "rsqrt_1p_sq": (1, _always, lambda x: jax.lax.rsqrt(1.0 + x * x)),
+    "square": (1, _always, jnp.square),
+    "cube": (1, _always, lambda x: 0.3 * x**3),
+    "neg": (1, _always, jnp.negative),
+    "sigmoid": (1, _always, jax.nn.sigmoid),
+    "atan": (1, _always, jnp.arctan),
+    "asinh": (1, _always, jnp.arcsinh),
+    "expm1_tanh": (1, _always, lambda x: jnp.expm1(jnp.tanh(x))),
+    "sinh_tanh": (1, _always, lambda x: jnp.sinh(jnp.tanh(x))),
+    "erf": (1, _always, jax.lax.erf),
+    "abs": (1, _always, jnp.abs),
+    "clip": (1, _always, lambda x: jnp.clip(x, -0.7, 0.7)),
+    "softplus": (1, _always, jax.nn.softplus),
+    # reductions, broadcast back
+    "center": (1, _rank_ge(1), lambda x: x - jnp.mean(x, axis=-1, keepdims=True)),
+    "times_max": (1, _rank_ge(1), lambda x: x * jnp.max(x, axis=-1, keepdims=True)),
+    "times_min0": (1, _rank_ge(2), lambda x: x * jnp.min(x, axis=0, keepdims=True)),
+    "times_total": (1, _always, lambda x: x * (0.1 * jnp.sum(x))),
+    "softmax": (1, _rank_ge(1), lambda x: jax.nn.softmax(x, axis=-1)),
+    "logsumexp": (1, _rank_ge(1), lambda x: x - jax.nn.logsumexp(x, axis=-1, keepdims=True)),
+    # structural
+    "flip": (1, _rank_ge(1), lambda x: jnp.flip(x, axis=-1)),
+    "roll": (1, _rank_ge(1), lambda x: jnp.concatenate([x[..., 1:], x[..., :1]], axis=-1)),
+    "shift_pad": (1, _rank_ge(1), lambda x: jnp.pad(x[..., 1:], [(0, 0)] * (x.ndim - 1) + [(0, 1)])),
+    "transpose": (1, lambda s: len(s) == 2 and s[0] == s[1], lambda x: x.T),
+    "reshape": (1, _rank_ge(2), lambda x: x.reshape(-1)[::-1].reshape(x.shape)),
+    "stride": (1, lambda s: len(s) >= 1 and s[-1] >= 3, lambda x: x.at[..., ::2].multiply(x[..., ::2])),
+    "broadcast_row": (1, _rank_ge(2), lambda x: x * x[:1]),
+    # dot
+    "dot_self": (1, _rank_ge(1), lambda x: 0.2 * jnp.tensordot(x, x, x.ndim) * x),
+    # binary
+    "add": (2, _always, jnp.add),
+    "sub": (2, _always, jnp.subtract),
+    "mul": (2, _always, jnp.multiply),
+    "div": (2, _always, lambda a, b: a / (1.0 + b * b)),
+    "max": (2, _always, jnp.maximum),
+    "min": (2, _always, jnp.minimum),
+    "pow": (2, _always, lambda a, b: (1.0 + a * a) ** jnp.tanh(b)),
+    "atan2": (2, _always, lambda a, b: jnp.arctan2(a, 2.0 + jnp.tanh(b))),
+    "where": (2, _always, lambda a, b: jnp.where(a > b, a * b, a + b)),
+    "scalar_bcast": (2, _always, lambda a, b: a * (0.3 * jnp.mean(b))),
+    "matmul": (2, lambda s: len(s) == 2, lambda a, b: 0.3 * (a @ b.T) @ a),
+    "vecdot": (2, lambda s: len(s) == 1, lambda a, b: 0.3 * jnp.dot(a, b) * a),
+    "concat_halves": (
+        2,
+        _rank_ge(1),
+        lambda a, b: jnp.concatenate([a[..., :1], b[..., 1:]], axis=-1),
+    ),
+}
+
+
+@st.composite
+def programs(draw):
+    shape = draw(st.sampled_from(SHAPES))
+    n_inputs = draw(st.integers(1, 2))
+    names = sorted(n for n, (_, ok, _) in OPS.items() if ok(shape))
+    steps = []
+    for i in range(draw(st.integers(1, 6))):
+        name = draw(st.sampled_from(names))
+        arity = OPS[name][0]
+        pool = n_inputs + i
+        # Favour recent values so programs are deep, not only wide.
+        args = tuple(draw(st.integers(max(0, pool - 3), pool - 1)) for _ in range(arity))
+        steps.append((name, args))
+    n_outs = draw(st.integers(1, 2))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return shape, n_inputs, steps, n_outs, seed
+
+
+def build(n_inputs, steps, n_outs):
+    """The program as a Python function of `n_inputs` arrays returning `n_outs` arrays."""
+
+    def f(*xs):
+        pool = list(xs)
+        for name, args in steps:
+            pool.append(OPS[name][2](*(pool[a] for a in args)))
+        return tuple(pool[-n_outs:]) if n_outs > 1 else pool[-1]
+
+    return f
+
+
+def describe(shape, n_inputs, steps, n_outs):
+    lines = [f"inputs v0..v{n_inputs - 1}: f64{list(shape)}"]
+    for i, (name, args) in enumerate(steps):
+        lines.append(f"v{n_inputs + i} = {name}({', '.join(f'v{a}' for a in args)})")
+    lines.append(f"outputs: last {n_outs}")
+    return "\n".join(lines)
+
+
+def close(actual, expected, what):
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, e, rtol=RTOL, atol=ATOL, err_msg=what)
+
+
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
+)
+@given(programs())
+def test_random_programs_match_jax(program):
+    shape, n_inputs, steps, n_outs, seed = program
+    note(describe(shape, n_inputs, steps, n_outs))
+    f = build(n_inputs, steps, n_outs)
+    rng = np.random.default_rng(seed)
+    xs = tuple(jnp.asarray(rng.uniform(-1.5, 1.5, shape)) for _ in range(n_inputs))
+    ts = tuple(jnp.asarray(rng.normal(size=shape)) for _ in range(n_inputs))
+    ys = f(*xs)
+    cts = jax.tree.map(lambda y: jnp.asarray(rng.normal(size=np.shape(y))), ys)
+
+    # forward mode
+    close(T.jvp(f, xs, ts), jax.jvp(f, xs, ts), "jvp")
+    # reverse mode
+    y, pullback = T.vjp(f, *xs)
+    y_ref, pullback_ref = jax.vjp(f, *xs)
+    close(y, y_ref, "vjp primal")
+    close(pullback(cts), pullback_ref(cts), "vjp")
+
+    # second order, on a scalar loss
+    def loss(*xs):
+        return sum(jnp.vdot(c, y) for c, y in zip(jax.tree.leaves(cts), jax.tree.leaves(f(*xs))))
+
+    argnums = tuple(range(n_inputs))
+    g, g_ref = T.grad(loss, argnums)(*xs), jax.grad(loss, argnums)(*xs)
+    close(g, g_ref, "grad")
+    hvp_ref = jax.jvp(jax.grad(loss, argnums), xs, ts)[1]
+    close(T.jvp(T.grad(loss, argnums), xs, ts)[1], hvp_ref, "forward-over-reverse")
+
+    def grad_dot_t(*xs):
+        return sum(jnp.vdot(gi, ti) for gi, ti in zip(T.grad(loss, argnums)(*xs), ts))
+
+    close(T.grad(grad_dot_t, argnums)(*xs), hvp_ref, "reverse-over-reverse")
+
+
+def test_fuzzer_can_fail():
+    """The oracle comparison catches a wrong rule: a sabotaged sin rule must be reported."""
+    from transforms.jvp import jvp_rules
+
+    sin_p = jax.make_jaxpr(jnp.sin)(1.0).eqns[0].primitive
+    good = jvp_rules[sin_p]
+
+    def wrong(primals, tangents, **params):
+        out, out_dot = good(primals, tangents, **params)
+        return out, jax.tree.map(lambda t: 1.001 * t, out_dot)
+
+    jvp_rules[sin_p] = wrong
+    T.clear_caches()
+    try:
+        f = build(1, [("sin", (0,))], 1)
+        x = (jnp.asarray([0.3, -0.2, 1.0]),)
+        try:
+            close(T.jvp(f, x, x), jax.jvp(f, x, x), "jvp")
+        except AssertionError:
+            pass
+        else:
+            raise AssertionError("a 0.1% error in a rule went unnoticed")
+    finally:
+        jvp_rules[sin_p] = good
+        T.clear_caches()
