@@ -73,6 +73,13 @@ def jvp_nonzeros(closed: ClosedJaxpr, nonzeros) -> list[bool]:
     return box[-1]
 
 
+def _nonzeros(tangents, avals) -> list[bool]:
+    # A float0 tangent (of an integer input) is zero whatever its value.
+    return [
+        type(t) is not Zero and _differentiable(a) for t, a in zip(tangents, avals, strict=True)
+    ]
+
+
 def _split3(xs, n1, n2):
     return list(xs[:n1]), list(xs[n1 : n1 + n2]), list(xs[n1 + n2 :])
 
@@ -109,7 +116,7 @@ def _scan_jvp(
 ):
     n_c, n_k = num_consts, num_carry
     avals = [v.aval for v in jaxpr.jaxpr.invars]
-    nz = [type(t) is not Zero for t in tangents]
+    nz = _nonzeros(tangents, avals)
     const_nz, carry_nz, xs_nz = _split3(nz, n_c, n_k)
     carry_diff = [_differentiable(a) for a in avals[n_c : n_c + n_k]]
     while True:  # fixed point: a carry's tangent is nonzero if any step can make it so
@@ -350,7 +357,7 @@ transpose_rules[P.scan_p] = _scan_transpose
 def _cond_jvp(primals, tangents, *, branches, **params):
     index, *ops = primals
     t_ops = tangents[1:]
-    nz = [type(t) is not Zero for t in t_ops]
+    nz = _nonzeros(t_ops, [v.aval for v in branches[0].jaxpr.invars])
     # A tangent output is nonzero if any branch makes it so; the others instantiate zeros.
     out_avals = [v.aval for v in branches[0].jaxpr.outvars]
     out_nz = [
@@ -497,8 +504,8 @@ def _while_jvp(primals, tangents, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_
     cond_consts, body_consts, init = _split3(primals, cond_nconsts, body_nconsts)
     _, t_body_consts, t_init = _split3(tangents, cond_nconsts, body_nconsts)
     avals = [v.aval for v in body_jaxpr.jaxpr.invars]
-    const_nz = [type(t) is not Zero for t in t_body_consts]
-    carry_nz = [type(t) is not Zero for t in t_init]
+    const_nz = _nonzeros(t_body_consts, avals[:body_nconsts])
+    carry_nz = _nonzeros(t_init, avals[body_nconsts:])
     carry_diff = [_differentiable(a) for a in avals[body_nconsts:]]
     while True:
         out_nz = jvp_nonzeros(body_jaxpr, const_nz + carry_nz)
