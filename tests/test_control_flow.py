@@ -337,6 +337,25 @@ def test_vmap_of_grad_through_scan():
     np.testing.assert_allclose(jax.vmap(T.grad(f))(xs), jax.vmap(jax.grad(f))(xs), rtol=1e-12)
 
 
+def test_vmap_both_orders_through_cond_checkpoint_and_fori_loop():
+    def f(x):
+        y = lax.cond(x[0] > 0, lambda a: jnp.sin(a) * 2, lambda a: a**3, x)
+        z = jax.checkpoint(lambda a: jnp.tanh(a) * a)(y)
+        return jnp.sum(lax.fori_loop(0, 3, lambda i, c: c * jnp.cos(c), z))
+
+    def g(xs):  # under vmap the cond's predicate is batched: it becomes a select
+        return jnp.sum(jax.vmap(f)(xs))
+
+    xs = jnp.asarray(np.random.default_rng(5).normal(size=(4, 3)))
+    ours, ref = jax.jit(
+        lambda xs: (
+            (jax.vmap(T.grad(f))(xs), T.grad(g)(xs)),
+            (jax.vmap(jax.grad(f))(xs), jax.grad(g)(xs)),
+        )
+    )(xs)
+    _close(ours, ref, 1e-12, 1e-12)
+
+
 @settings(max_examples=8, deadline=None)
 @given(
     length=st.integers(1, 5),
