@@ -202,6 +202,23 @@ def test_partial_eval_finds_linear_carries():
     assert known_scan.params["num_carry"] == 2
 
 
+def test_loop_invariant_residuals_are_not_stacked():
+    w = jnp.array([[0.3, -0.2], [0.1, 0.4]])
+
+    def f(w, xs):
+        # exp(w) depends only on the loop-invariant w: computed once, not stacked per step
+        return lax.scan(lambda c, x: (jnp.exp(w) @ c + x, None), jnp.ones(2), xs)[0]
+
+    xs = jnp.ones((6, 2)) * 0.1
+    check_both_modes(f, w, xs)
+    lin = _linearized(f, w, xs)
+    (scan,) = _eqns_named(lin.split.linear, "scan")
+    stacked = [v.aval.shape for v in scan.invars[scan.params["num_consts"] :]]
+    assert (6, 2, 2) not in stacked
+    n_consts = scan.params["num_consts"]
+    assert (2, 2) in [v.aval.shape for v in scan.invars[:n_consts]]
+
+
 def test_scan_tangent_carry_that_starts_zero():
     # The carry's initial value does not depend on x, but each step mixes x in: the fixed point
     # must make the carry's tangent nonzero (and linear) from the first step on.

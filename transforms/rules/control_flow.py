@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 from jax import lax
-from jax.extend.core import ClosedJaxpr, Jaxpr, Var, new_jaxpr_eqn
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal, Var, new_jaxpr_eqn
 from jax.extend.core import primitives as P
 
 from ..errors import MissingRuleError
@@ -193,6 +193,35 @@ def _scan_partial_eval(eqn, unknowns):
         else:
             res_stacked.append(r)
 
+    # Residuals computed from loop-invariant inputs alone are computed once, before the loop,
+    # and enter the linear scan as consts instead of being stacked per step.
+    invariant = set(body.invars[:n_c]) | constvars
+    for e in s.known.eqns:
+        if not e.effects and all(type(v) is Literal or v in invariant for v in e.invars):
+            invariant.update(e.outvars)
+    res_hoisted = [r for r in res_stacked if r in invariant]
+    res_stacked = [r for r in res_stacked if r not in invariant]
+    hoisted_vars = [Var(r.aval) for r in res_hoisted]
+    hoist_eqns = []
+    if res_hoisted:
+        known_const_invars = _pick(body.invars[:n_c], const_u, False)
+        hoist_body = Jaxpr(
+            body.constvars,
+            known_const_invars,
+            res_hoisted,
+            dce_eqns(s.known.eqns, res_hoisted)[0],
+            debug_info=_debug_info("scan invariants", len(known_const_invars), len(res_hoisted)),
+        )
+        hoist_eqns.append(
+            _eqn(
+                _pick(outer_in[:n_c], const_u, False),
+                hoisted_vars,
+                P.closed_call_p,
+                {"call_jaxpr": ClosedJaxpr(hoist_body, closed.consts)},
+                eqn,
+            )
+        )
+
     length = p["length"]
     stacked_vars = [Var(r.aval.update(shape=(length, *r.aval.shape))) for r in res_stacked]
     n_known_outs = len(s.known.outvars) - len(s.residuals)
@@ -224,7 +253,7 @@ def _scan_partial_eval(eqn, unknowns):
     n_res = len(s.residuals)
     lin_unknown_in = list(s.linear.invars[n_res:])
     u_consts, u_carry, u_xs = _split3(lin_unknown_in, sum(const_u), sum(carry_u))
-    lin_invars = [*res_consts, *u_consts, *u_carry, *res_stacked, *res_xs, *u_xs]
+    lin_invars = [*res_consts, *res_hoisted, *u_consts, *u_carry, *res_stacked, *res_xs, *u_xs]
     linear_body = Jaxpr(
         res_constvars,
         lin_invars,
@@ -240,6 +269,7 @@ def _scan_partial_eval(eqn, unknowns):
     unknown_eqn = _eqn(
         [
             *(outer_of[r] for r in res_consts),
+            *hoisted_vars,
             *outer_u_consts,
             *outer_u_carry,
             *stacked_vars,
@@ -251,12 +281,12 @@ def _scan_partial_eval(eqn, unknowns):
         dict(
             p,
             jaxpr=ClosedJaxpr(linear_body, const_vals),
-            num_consts=len(res_consts) + len(u_consts),
+            num_consts=len(res_consts) + len(res_hoisted) + len(u_consts),
             num_carry=len(u_carry),
         ),
         eqn,
     )
-    return [known_eqn], [unknown_eqn], out_u
+    return [*hoist_eqns, known_eqn], [unknown_eqn], out_u
 
 
 def _transpose_by_splitting(prim, params, cts, invals):
