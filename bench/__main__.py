@@ -178,18 +178,22 @@ def _publish(machine_line: str, table: str, plot: Path) -> None:
     if start in text and end in text:
         head, rest = text.split(start, 1)
         readme.write_text(head + body + rest.split(end, 1)[1])
-    docs = root / "docs"
-    if docs.is_dir():
-        import shutil
+    if (root / "docs").is_dir():
+        write_docs_page(root / "docs", plot)
 
-        shutil.copy(plot, docs / "performance-scaling.png")
-        results = (HERE / "RESULTS.md").read_text()
-        results = results.replace(
-            f"]({os.path.relpath(plot, HERE)})", "](performance-scaling.png)"
-        ).replace("# Benchmark results", "# Performance", 1)
-        (docs / "performance.md").write_text(
-            results + "\nRegenerate with `python -m bench` (it rewrites this page).\n"
-        )
+
+def write_docs_page(docs: Path, plot: Path = HERE / "results" / "scaling.png") -> None:
+    """docs/performance.md: bench/RESULTS.md with the plot copied next to it."""
+    import shutil
+
+    shutil.copy(plot, docs / "performance-scaling.png")
+    results = (HERE / "RESULTS.md").read_text()
+    results = results.replace(
+        f"]({os.path.relpath(plot, HERE)})", "](performance-scaling.png)"
+    ).replace("# Benchmark results", "# Performance", 1)
+    (docs / "performance.md").write_text(
+        results + "\nRegenerate with `python -m bench` (it rewrites this page).\n"
+    )
 
 
 def main(argv=None) -> int:
