@@ -149,6 +149,13 @@ CASES = [
         [(2, 2, 3)],
     ),
     (
+        "all_to_all_same_axis",
+        lambda x: lax.all_to_all(jnp.sin(x), "i", 0, 0) * x,
+        P("i"),
+        P("i"),
+        [(16, 2)],
+    ),
+    (
         "axis_index",
         lambda x: jnp.sin(x) * (lax.axis_index("i") + 1.0),
         P("i"),
