@@ -100,9 +100,20 @@ def run(quick: bool = False, out: Path | None = None, others: bool = True, log=p
         harness.markdown_table(results, extra),
         "",
     ]
+    lines += _eager_misses(results)
     if missing:
         lines += [f"Not installed here, so not measured: {', '.join(missing)}.", ""]
     lines += [
+        "## Compiled programs",
+        "",
+        "Instructions in XLA's optimised program under `jax.jit` (no timing noise; fewer is",
+        "leaner). Under `jit` both sides run an XLA program, so time ratios away from 1.0 in",
+        "the table above are machine noise unless these counts differ.",
+        "",
+        "| workload | transforms | JAX |",
+        "|---|---|---|",
+        *harness.compiled_sizes(results),
+        "",
         "## Scaling with program size",
         "",
         "Fitted exponent k of time ∝ n^k over the chain lengths (1.0 is linear):",
@@ -128,6 +139,33 @@ def run(quick: bool = False, out: Path | None = None, others: bool = True, log=p
     if out == HERE and not quick:
         _publish(lines[2], harness.markdown_table(results, extra), plot)
     return text
+
+
+def _eager_misses(results) -> list[str]:
+    """Explain eager rows over target: how much of JAX's eager time the compiled program takes."""
+    from .harness import _fmt_time
+
+    jit = {r.case.workload: r for r in results if r.case.mode == "jit"}
+    notes = []
+    for r in results:
+        if r.case.mode != "eager" or r.met or r.case.workload not in jit:
+            continue
+        compute = jit[r.case.workload].medians["transforms"]
+        share = compute / r.medians["JAX"]
+        overhead = _fmt_time(max(r.medians["transforms"] - compute, 0.0))
+        why = (
+            "the workload is compute-bound: no eager path can reach the target on it"
+            if share >= r.case.target
+            else "that is tracing the function and looking its program up"
+        )
+        notes.append(
+            f"- {r.case.workload} (eager): the compiled program alone (its `jit` row) takes "
+            f"{_fmt_time(compute)}, {share:.2f} of JAX's eager call; the eager call adds "
+            f"{overhead} to it; {why}."
+        )
+    if notes:
+        notes = ["Eager rows over target:", "", *notes, ""]
+    return notes
 
 
 def _publish(machine_line: str, table: str, plot: Path) -> None:

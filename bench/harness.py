@@ -109,6 +109,24 @@ def residual_bytes_ours(fun, *args) -> int:
     return sum(int(np.asarray(r).nbytes) for r in residuals)
 
 
+def hlo_instructions(fn, *args) -> int:
+    """Instructions in XLA's optimised program for `jax.jit(fn)`: a noise-free cost proxy."""
+    text = jax.jit(fn).lower(*args).compile().as_text()
+    return sum(1 for line in text.splitlines() if line.lstrip().startswith(("%", "ROOT ")))
+
+
+def compiled_sizes(results: Sequence[Result]) -> list[str]:
+    """Markdown rows: optimised-program instruction counts, transforms against JAX."""
+    rows = []
+    for r in results:
+        if r.case.programs is None:
+            continue
+        ours, theirs, args = r.case.programs
+        n_ours, n_jax = hlo_instructions(ours, *args), hlo_instructions(theirs, *args)
+        rows.append(f"| {r.case.workload} | {n_ours} | {n_jax} |")
+    return rows
+
+
 # --- reporting ----------------------------------------------------------------------------------
 
 
@@ -121,8 +139,11 @@ def machine() -> str:
         cpu = f"{names[0]} ({len(names)} logical cores)" if names else cpu
     except OSError:
         pass
+    import os
+
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     return (
-        f"{cpu}; JAX {jax.__version__} on {dev.platform.upper()} ({dev.device_kind}); "
+        f"{cpu}{load}; JAX {jax.__version__} on {dev.platform.upper()} ({dev.device_kind}); "
         f"Python {platform.python_version()}; {platform.system()} {platform.release()}"
     )
 

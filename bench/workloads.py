@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,8 @@ class Case:
     mode: str  # "jit" compiled call, "eager" un-jitted call, "build" make_jaxpr of the derivative
     size: int
     impls: dict[str, Callable[[], object]] = field(default_factory=dict)
+    # For compiled cases: (ours, JAX's, args), un-jitted, to compare the optimised programs.
+    programs: tuple | None = None
 
     @property
     def target(self) -> float:
@@ -50,6 +53,10 @@ def mlp_params(sizes, seed=0):
         )
         for a, b in zip(sizes[:-1], sizes[1:], strict=True)
     ]
+
+
+def _loss_of_params(params, xb, yb):
+    return mlp_loss(params, xb, yb)
 
 
 def mlp_loss(params, x, y):
@@ -104,6 +111,18 @@ def _hvp_ours(f):
     return lambda x, v: T.hvp(f, (x,), (v,))
 
 
+def _mlp_direction(params, seed=3):
+    """A tangent direction in parameter space, for the Hessian-vector product."""
+    rng = np.random.default_rng(seed)
+    return [
+        (
+            jnp.asarray(rng.standard_normal(w.shape), w.dtype),
+            jnp.asarray(rng.standard_normal(b.shape), b.dtype),
+        )
+        for w, b in params
+    ]
+
+
 def _cold_build(f, x):
     """Trace `transforms.grad(f)` from scratch: no derivative program cached from before."""
     T.clear_caches()
@@ -111,36 +130,41 @@ def _cold_build(f, x):
 
 
 def dense_cases(mlp_sizes=(256, 512, 512, 10), batch=128, n=400, others=True) -> list[Case]:
-    """MLP gradient, Hessian, jacfwd, jacrev and hvp; under jax.jit and eagerly."""
+    """MLP gradient and Hessian-vector product; Hessian, jacfwd and jacrev in R^n; jit and eager."""
     params = mlp_params(mlp_sizes)
     rng = np.random.default_rng(2)
     xb = jnp.asarray(rng.standard_normal((batch, mlp_sizes[0])), jnp.float32)
     yb = jnp.asarray(rng.standard_normal((batch, mlp_sizes[-1])), jnp.float32)
-    a, x, v = dense_problem(n)
+    a, x, _ = dense_problem(n)
     f, g = scalar_fn(a), vector_fn(a)
+    vparams = _mlp_direction(params)
+    loss = partial(_loss_of_params, xb=xb, yb=yb)
 
     ours = {
         "mlp grad": (T.grad(mlp_loss), (params, xb, yb)),
         "hessian": (T.hessian(f), (x,)),
         "jacfwd": (T.jacfwd(g), (x,)),
         "jacrev": (T.jacrev(g), (x,)),
-        "hvp": (_hvp_ours(f), (x, v)),
+        "mlp hvp": (_hvp_ours(loss), (params, vparams)),
     }
     theirs = {
         "mlp grad": jax.grad(mlp_loss),
         "hessian": jax.hessian(f),
         "jacfwd": jax.jacfwd(g),
         "jacrev": jax.jacrev(g),
-        "hvp": _hvp_jax(f),
+        "mlp hvp": _hvp_jax(loss),
     }
-    sizes = {"mlp grad": sum(w.size + b.size for w, b in params)}
-    others = _other_dense(params, xb, yb, a, x, v) if others else {}
+    n_params = sum(w.size + b.size for w, b in params)
+    sizes = {"mlp grad": n_params, "mlp hvp": n_params}
+    others = _other_dense(params, vparams, xb, yb, a, x) if others else {}
     cases = []
     for mode in ("jit", "eager"):
         for name, (fn, args) in ours.items():
             wrap = jax.jit if mode == "jit" else (lambda h: h)
             mine, ref = wrap(fn), wrap(theirs[name])
             case = Case(name, mode, sizes.get(name, n))
+            if mode == "jit":
+                case.programs = (fn, theirs[name], args)
             case.impls["transforms"] = lambda mine=mine, args=args: mine(*args)
             case.impls["JAX"] = lambda ref=ref, args=args: ref(*args)
             for lib, table in others.items():
@@ -178,14 +202,14 @@ def chain_cases(sizes=(100, 1000, 4000, 10000), eager=True, others_up_to=1000) -
 # --- other frameworks ---------------------------------------------------------------------------
 
 
-def _other_dense(params, xb, yb, a, x, v) -> dict:
+def _other_dense(params, vparams, xb, yb, a, x) -> dict:
     out = {}
     if installed("tensorflow"):
-        out["TensorFlow"] = _tf_dense(params, xb, yb, a, x, v)
+        out["TensorFlow"] = _tf_dense(params, vparams, xb, yb, a, x)
     if installed("torch"):
-        out["PyTorch"] = _torch_dense(params, xb, yb, a, x, v)
+        out["PyTorch"] = _torch_dense(params, vparams, xb, yb, a, x)
     if installed("autograd"):
-        out["autograd"] = _autograd_dense(params, xb, yb, a, x, v)
+        out["autograd"] = _autograd_dense(params, vparams, xb, yb, a, x)
     return out
 
 
@@ -274,12 +298,12 @@ def _tf_chain(n):
     return f
 
 
-def _tf_dense(params, xb, yb, a, x, v) -> dict:
+def _tf_dense(params, vparams, xb, yb, a, x) -> dict:
     tf = _tf()
-    tparams = [(tf.constant(np.asarray(w)), tf.constant(np.asarray(b))) for w, b in params]
+    flat = [tf.constant(np.asarray(p)) for wb in params for p in wb]
+    vflat = [tf.constant(np.asarray(p)) for wb in vparams for p in wb]
     txb, tyb = tf.constant(np.asarray(xb)), tf.constant(np.asarray(yb))
-    ta, tx, tv = (tf.constant(np.asarray(z)) for z in (a, x, v))
-    flat = [p for wb in tparams for p in wb]
+    ta, tx = tf.constant(np.asarray(a)), tf.constant(np.asarray(x))
 
     def loss(ps):
         h = txb
@@ -318,15 +342,15 @@ def _tf_dense(params, xb, yb, a, x, v) -> dict:
             y = g(tx)
         return tape.jacobian(y, tx)
 
-    def hvp():
-        with tf.autodiff.ForwardAccumulator(tx, tv) as acc:
+    def mlp_hvp():
+        with tf.autodiff.ForwardAccumulator(flat, vflat) as acc:
             with tf.GradientTape() as tape:
-                tape.watch(tx)
-                y = f(tx)
-            dy = tape.gradient(y, tx)
+                tape.watch(flat)
+                y = loss(flat)
+            dy = tape.gradient(y, flat)
         return acc.jvp(dy)
 
-    eager = {"mlp grad": mlp_grad, "hessian": hessian, "jacrev": jacrev, "hvp": hvp}
+    eager = {"mlp grad": mlp_grad, "hessian": hessian, "jacrev": jacrev, "mlp hvp": mlp_hvp}
     out = {}
     for name, fn in eager.items():
         out[(name, "eager")] = fn
@@ -334,13 +358,14 @@ def _tf_dense(params, xb, yb, a, x, v) -> dict:
     return out
 
 
-def _torch_dense(params, xb, yb, a, x, v) -> dict:  # pragma: no cover - torch is not installed here
+def _torch_dense(params, vparams, xb, yb, a, x) -> dict:  # pragma: no cover - not installed
     import torch
     from torch.func import grad, hessian, jacfwd, jacrev, jvp
 
     tp = [torch.tensor(np.asarray(p)) for wb in params for p in wb]
+    tv = [torch.tensor(np.asarray(p)) for wb in vparams for p in wb]
     txb, tyb = torch.tensor(np.asarray(xb)), torch.tensor(np.asarray(yb))
-    ta, tx, tv = (torch.tensor(np.asarray(z)) for z in (a, x, v))
+    ta, tx = torch.tensor(np.asarray(a)), torch.tensor(np.asarray(x))
 
     def loss(ps):
         h = txb
@@ -357,17 +382,18 @@ def _torch_dense(params, xb, yb, a, x, v) -> dict:  # pragma: no cover - torch i
         ("hessian", "eager"): lambda: hessian(f)(tx),
         ("jacfwd", "eager"): lambda: jacfwd(g)(tx),
         ("jacrev", "eager"): lambda: jacrev(g)(tx),
-        ("hvp", "eager"): lambda: jvp(grad(f), (tx,), (tv,))[1],
+        ("mlp hvp", "eager"): lambda: jvp(grad(loss), (tp,), (tv,))[1],
     }
 
 
-def _autograd_dense(params, xb, yb, a, x, v) -> dict:  # pragma: no cover - not installed here
+def _autograd_dense(params, vparams, xb, yb, a, x) -> dict:  # pragma: no cover - not installed
     import autograd
     import autograd.numpy as anp
 
     ap = [np.asarray(p) for wb in params for p in wb]
+    av = [np.asarray(p) for wb in vparams for p in wb]
     axb, ayb = np.asarray(xb), np.asarray(yb)
-    aa, ax, av = (np.asarray(z) for z in (a, x, v))
+    aa, ax = np.asarray(a), np.asarray(x)
 
     def loss(ps):
         h = axb
@@ -383,5 +409,5 @@ def _autograd_dense(params, xb, yb, a, x, v) -> dict:  # pragma: no cover - not 
         ("mlp grad", "eager"): lambda: autograd.grad(loss)(ap),
         ("hessian", "eager"): lambda: autograd.hessian(f)(ax),
         ("jacrev", "eager"): lambda: autograd.jacobian(g)(ax),
-        ("hvp", "eager"): lambda: autograd.hessian_vector_product(f)(ax, av),
+        ("mlp hvp", "eager"): lambda: autograd.hessian_vector_product(loss)(ap, av),
     }

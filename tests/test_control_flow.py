@@ -202,6 +202,23 @@ def test_partial_eval_finds_linear_carries():
     assert known_scan.params["num_carry"] == 2
 
 
+def test_loop_invariant_residuals_are_not_stacked():
+    w = jnp.array([[0.3, -0.2], [0.1, 0.4]])
+
+    def f(w, xs):
+        # exp(w) depends only on the loop-invariant w: computed once, not stacked per step
+        return lax.scan(lambda c, x: (jnp.exp(w) @ c + x, None), jnp.ones(2), xs)[0]
+
+    xs = jnp.ones((6, 2)) * 0.1
+    check_both_modes(f, w, xs)
+    lin = _linearized(f, w, xs)
+    (scan,) = _eqns_named(lin.split.linear, "scan")
+    stacked = [v.aval.shape for v in scan.invars[scan.params["num_consts"] :]]
+    assert (6, 2, 2) not in stacked
+    n_consts = scan.params["num_consts"]
+    assert (2, 2) in [v.aval.shape for v in scan.invars[:n_consts]]
+
+
 def test_scan_tangent_carry_that_starts_zero():
     # The carry's initial value does not depend on x, but each step mixes x in: the fixed point
     # must make the carry's tangent nonzero (and linear) from the first step on.
@@ -288,6 +305,7 @@ def test_while_reverse_mode_error_says_how_to_bound(fn):
     with pytest.raises(ValueError, match="while_loop") as info:
         T.grad(fn)(X3)
     assert "fori_loop" in str(info.value) and "scan" in str(info.value)
+    assert isinstance(info.value, NotImplementedError) and "reverse mode" in str(info.value)
 
 
 # --- second order and nesting ---------------------------------------------------------------------
@@ -336,6 +354,25 @@ def test_vmap_of_grad_through_scan():
     np.testing.assert_allclose(jax.vmap(T.grad(f))(xs), jax.vmap(jax.grad(f))(xs), rtol=1e-12)
 
 
+def test_vmap_both_orders_through_cond_checkpoint_and_fori_loop():
+    def f(x):
+        y = lax.cond(x[0] > 0, lambda a: jnp.sin(a) * 2, lambda a: a**3, x)
+        z = jax.checkpoint(lambda a: jnp.tanh(a) * a)(y)
+        return jnp.sum(lax.fori_loop(0, 3, lambda i, c: c * jnp.cos(c), z))
+
+    def g(xs):  # under vmap the cond's predicate is batched: it becomes a select
+        return jnp.sum(jax.vmap(f)(xs))
+
+    xs = jnp.asarray(np.random.default_rng(5).normal(size=(4, 3)))
+    ours, ref = jax.jit(
+        lambda xs: (
+            (jax.vmap(T.grad(f))(xs), T.grad(g)(xs)),
+            (jax.vmap(jax.grad(f))(xs), jax.grad(g)(xs)),
+        )
+    )(xs)
+    _close(ours, ref, 1e-12, 1e-12)
+
+
 @settings(max_examples=8, deadline=None)
 @given(
     length=st.integers(1, 5),
@@ -369,3 +406,29 @@ def test_linear_transpose_of_a_loop_with_a_counter():
     (ours,) = T.linear_transpose(f, X3)(ct)
     (ref,) = jax.linear_transpose(f, X3)(ct)
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
+
+
+# --- calls that survive into the JVP program ------------------------------------------------------
+
+
+def test_custom_jvp_rule_under_jit_mixes_primal_and_tangent():
+    # The user's rule is one jit call returning the primal outputs and their tangents together:
+    # partial evaluation must split the call, or the primal outputs would land in the linear
+    # program.
+    @jax.custom_jvp
+    def g(x):
+        return jnp.sin(x), x
+
+    @g.defjvp
+    @jax.jit
+    def g_jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        # outputs: a computed value and a passed-through input, then their tangents
+        return (jnp.sin(x), x), (jnp.cos(x) * t, t)
+
+    def loss(x):
+        a, b = g(x)
+        return jnp.sum(a**2 * b)
+
+    check_both_modes(loss, X3)
+    check_eager(loss, X3)

@@ -87,10 +87,14 @@ def test_hook_renders_an_executed_notebook_with_its_plot(tmp_path):
     nb.cells = [
         nbformat.v4.new_markdown_cell("# A plot\n\n$x^2$"),
         nbformat.v4.new_code_cell(
+            # the notebooks' pattern: Agg, PNG formatter registered, display(fig)
             "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+            "from IPython.display import display\n"
+            "from matplotlib_inline.backend_inline import set_matplotlib_formats\n"
+            "set_matplotlib_formats('png')\n"
             "import jax.numpy as jnp\nimport transforms as T\n"
             "print('slope', float(T.grad(lambda x: x * x)(3.0)))\n"
-            "plt.plot([0, 1], [0, 1])\nplt.show()"
+            "fig, ax = plt.subplots()\nax.plot([0, 1], [0, 1])\ndisplay(fig)"
         ),
     ]
     nb.metadata["kernelspec"] = {

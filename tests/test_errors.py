@@ -286,3 +286,80 @@ def test_while_loop_reverse_mode():
         T.vjp(f, 1.0)[1](1.0)
     # Forward mode is fine: 1 -> 2 -> ... -> 16, so d/dx = 16.
     assert float(T.jvp(f, (1.0,), (1.0,))[1]) == 16.0
+
+
+# --- the tape ----------------------------------------------------------------------------------
+
+
+def test_tape_second_gradient_non_persistent():
+    import transforms.tf as tf
+
+    x = tf.Variable(3.0)
+    with tf.GradientTape() as tape:
+        y = x * x
+    assert float(tape.gradient(y, x)) == 6.0
+    with raises(RuntimeError, "non-persistent", "persistent=True"):
+        tape.gradient(y, x)
+
+
+@pytest.mark.parametrize("thing", ["abc", 1.0, [1.0, "a"]])
+def test_tape_watch_non_tensor(thing):
+    import transforms.tf as tf
+
+    with tf.GradientTape() as tape, raises(ValueError, "not tf.Tensor or tf.Variable", "constant"):
+        tape.watch(thing)
+
+
+def test_tape_gradient_of_none():
+    import transforms.tf as tf
+
+    x = tf.Variable(3.0)
+    with tf.GradientTape() as tape:
+        x * x
+    with raises(TypeError, "target", "None"):
+        tape.gradient(None, x)
+
+
+def test_tape_bad_unconnected_gradients():
+    import transforms.tf as tf
+
+    x = tf.Variable(3.0)
+    with tf.GradientTape() as tape:
+        y = x * x
+    with raises(ValueError, "unconnected_gradients", "'bogus'", "UnconnectedGradients.ZERO"):
+        tape.gradient(y, x, unconnected_gradients="bogus")
+
+
+def test_variable_assign_wrong_shape_or_dtype():
+    import transforms.tf as tf
+
+    v = tf.Variable(3.0)
+    with raises(ValueError, "shape", r"\(2,\)", r"\(\)"):
+        v.assign(jnp.ones(2))
+    with raises(ValueError, "shape", r"\(2,\)"):
+        v.assign_add(jnp.ones(2))
+    with raises(ValueError, "shape", r"\(2,\)"):
+        v.assign_sub(jnp.ones(2))
+    with raises(TypeError, "int32", "float32", "cast"):
+        v.assign(tf.constant(1, dtype=tf.int32))
+    assert float(v.numpy()) == 3.0  # every failed assign left it as it was
+
+
+def test_failed_calls_leave_variables_and_tape_as_they_were():
+    import transforms.tf as tf
+
+    w = tf.Variable(jnp.ones(2, jnp.float32))
+    with tf.GradientTape() as tape:
+        a = w * 2.0
+        n_nodes = len(tape._nodes)
+        with pytest.raises(TypeError):
+            tf.matmul(w, jnp.ones((3, 3), jnp.float32))  # a failing op records nothing
+        with pytest.raises(ValueError):
+            w.assign(jnp.ones(3))
+        assert len(tape._nodes) == n_nodes
+        s = tf.reduce_sum(a)
+    np.testing.assert_array_equal(w.numpy(), np.ones(2))
+    with raises(ValueError, "output_gradients", r"\(3,\)"):
+        tape.gradient(s, w, output_gradients=jnp.ones(3))
+    # The failed gradient call did not use up the non-persistent tape.
+    np.testing.assert_allclose(tape.gradient(s, w), 2.0 * np.ones(2))

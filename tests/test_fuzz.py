@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import transforms as T
 
-FUZZ_EXAMPLES = int(os.environ.get("TRANSFORMS_FUZZ_EXAMPLES", "8"))
+FUZZ_EXAMPLES = int(os.environ.get("TRANSFORMS_FUZZ_EXAMPLES", "6"))
 RTOL, ATOL = 1e-7, 1e-9
 
 SHAPES = [(), (3,), (2, 3), (3, 3)]
@@ -32,6 +32,22 @@ def _rank_ge(k):
 
 def _always(shape):
     return True
+
+
+def _roll_index(n):
+    return jnp.asarray(np.roll(np.arange(n), 1))
+
+
+def _branch1(a, b):
+    return jnp.sin(a) * b
+
+
+def _branch2(a, b):
+    return a - jnp.cos(b)
+
+
+def _scan_body(carry, x):
+    return 0.9 * carry + jnp.sin(x), carry * x + x
 
 
 # name -> (arity, applicable(shape), fn). Every fn maps values of shape S to a value of shape S.
@@ -67,11 +83,30 @@ OPS = {
     # structural
     "flip": (1, _rank_ge(1), lambda x: jnp.flip(x, axis=-1)),
     "roll": (1, _rank_ge(1), lambda x: jnp.concatenate([x[..., 1:], x[..., :1]], axis=-1)),
-    "shift_pad": (1, _rank_ge(1), lambda x: jnp.pad(x[..., 1:], [(0, 0)] * (x.ndim - 1) + [(0, 1)])),
+    "shift_pad": (
+        1,
+        _rank_ge(1),
+        lambda x: jnp.pad(x[..., 1:], [(0, 0)] * (x.ndim - 1) + [(0, 1)]),
+    ),
     "transpose": (1, lambda s: len(s) == 2 and s[0] == s[1], lambda x: x.T),
     "reshape": (1, _rank_ge(2), lambda x: x.reshape(-1)[::-1].reshape(x.shape)),
-    "stride": (1, lambda s: len(s) >= 1 and s[-1] >= 3, lambda x: x.at[..., ::2].multiply(x[..., ::2])),
+    "stride": (
+        1,
+        lambda s: len(s) >= 1 and s[-1] >= 3,
+        lambda x: x.at[..., ::2].multiply(x[..., ::2]),
+    ),
     "broadcast_row": (1, _rank_ge(2), lambda x: x * x[:1]),
+    # indexing and cumulative ops
+    "gather_roll": (1, _rank_ge(1), lambda x: x[..., _roll_index(x.shape[-1])]),
+    "scatter_add": (2, _rank_ge(1), lambda a, b: a.at[..., 0].add(b[..., -1])),
+    "cumsum": (1, _rank_ge(1), lambda x: jnp.cumsum(x, axis=-1)),
+    "cumprod": (1, _rank_ge(1), lambda x: jnp.cumprod(0.8 + 0.3 * jnp.tanh(x), axis=-1)),
+    "times_prod": (1, _rank_ge(1), lambda x: x * jnp.prod(1.0 + 0.2 * x, axis=-1, keepdims=True)),
+    "sort": (1, _rank_ge(1), lambda x: jnp.sort(x, axis=-1)),
+    # control flow
+    "cond": (2, _always, lambda a, b: jax.lax.cond(jnp.sum(a) > 0, _branch1, _branch2, a, b)),
+    "scan": (1, _rank_ge(1), lambda x: jax.lax.scan(_scan_body, jnp.zeros_like(x[0]), x)[1]),
+    "fori": (1, _always, lambda x: jax.lax.fori_loop(0, 3, lambda i, c: jnp.sin(c) + 0.5 * c, x)),
     # dot
     "dot_self": (1, _rank_ge(1), lambda x: 0.2 * jnp.tensordot(x, x, x.ndim) * x),
     # binary

@@ -208,9 +208,9 @@ def test_svd():
     )
 
 
-def test_eig_forward_mode():
+def test_eig():
     a = _rand(4, 4, seed=21)
-    check_both_modes(jnp.linalg.eigvals, a, modes=("fwd",))
+    check_both_modes(jnp.linalg.eigvals, a)  # eigenvalues: reverse mode too
     check_both_modes(
         lambda a: lax.linalg.eig(a, compute_left_eigenvectors=False, enable_eigvec_derivs=True),
         a,

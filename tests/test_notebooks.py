@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 
 import nbformat
 import pytest
@@ -33,6 +34,16 @@ def test_notebook_runs(path, monkeypatch):
         resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()  # raises CellExecutionError, with the failing cell, on any error
+    # Every figure a notebook displays must reach its outputs (and so the rendered docs).
+    shown = sum(
+        len(re.findall(r"^display\(fig\)", cell.source, flags=re.M))
+        for cell in nb.cells
+        if cell.cell_type == "code"
+    )
+    images = sum(
+        "image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", [])
+    )
+    assert images == shown, f"{path.name}: {shown} figures displayed, {images} images produced"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

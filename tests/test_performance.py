@@ -8,6 +8,8 @@ needs, and that the benchmark harness still runs (on its smallest sizes; no timi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -129,11 +131,10 @@ def test_eager_and_jit_agree(api):
 def test_argnums_kwargs_and_aux_through_the_compiled_path():
     f = lambda a, b, scale=1.0: (jnp.sum(a * jnp.sin(b)) * scale, {"b": b})
     for ours, theirs in ((T.jacfwd, jax.jacfwd), (T.jacrev, jax.jacrev), (T.hessian, jax.hessian)):
-        for argnums in (0, 1, (0, 1)):
-            for scale in (1.0, 2.0):
-                got = ours(f, argnums, has_aux=True)(X, _v(X), scale=scale)
-                want = theirs(f, argnums, has_aux=True)(X, _v(X), scale=scale)
-                jax.tree_util.tree_map(np.testing.assert_allclose, got, want)
+        for argnums, scale in ((0, 1.0), (0, 2.0), (1, 2.0), ((0, 1), 3.0)):
+            got = ours(f, argnums, has_aux=True)(X, _v(X), scale=scale)
+            want = theirs(f, argnums, has_aux=True)(X, _v(X), scale=scale)
+            jax.tree_util.tree_map(np.testing.assert_allclose, got, want)
 
 
 def test_static_int_argument_used_in_python_stays_static():
@@ -165,7 +166,7 @@ def test_concrete_arguments_with_a_closed_over_tracer():
 def test_users_rules_are_never_stale():
     # custom_jvp / custom_vjp rules are Python callables, keyed by the rule function: a rule that
     # closes over another value is another rule.
-    for scale in (1.0, 2.0, 3.0):
+    for scale in (1.0, 3.0):
 
         @jax.custom_jvp
         def f(x):
@@ -204,11 +205,14 @@ def test_reverse_mode_keeps_only_the_residuals_it_needs():
     assert engine.linearize_program(closed, (True,)).num_residuals == 1
 
 
-def test_bench_harness_smoke(tmp_path):
+def test_bench_harness_smoke(tmp_path, monkeypatch):
+    # `bench/` sits next to `tests/`, at the repository root (not an installed package).
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     from bench.__main__ import run
 
     text = run(quick=True, out=tmp_path, others=False, log=lambda *_: None)
-    assert "| mlp grad | jit |" in text and "| chain | build |" in text
+    assert "| mlp grad | jit |" in text and "| mlp hvp | eager |" in text
+    assert "| chain | build |" in text
     assert "Fitted exponent" in text and "residuals kept" in text
     assert (tmp_path / "RESULTS.md").read_text() == text
     assert (tmp_path / "scaling.png").stat().st_size > 1000

@@ -65,7 +65,7 @@ CASES = {
         arrays((2, 3, 4), (3, 2, 2)),
     ),
 }  # fmt: skip
-SECOND_ORDER = {"stride_pad_1d", "feature_groups", "batch_groups", "nhwc_2d"}
+SECOND_ORDER = {"feature_groups", "batch_groups_strided"}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -82,7 +82,7 @@ def test_conv_transposes_dot_product():
     check_transpose(lambda w: f(x, w), (w,))
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(
     n=st.integers(3, 7),
     k=st.integers(1, 3),

@@ -67,6 +67,10 @@ def ties(rng, shape, dtype):  # repeated values, zeros included: ties for max/mi
     return np.asarray(rng.choice([0.0, 1.0, -1.0, 2.0], shape), dtype)
 
 
+def zeros(rng, shape, dtype):  # exactly at the kink of abs, the base 0 of pow
+    return np.zeros(shape, dtype)
+
+
 def ints(rng, shape, dtype):
     return np.asarray(rng.integers(-3, 4, shape), np.int32)
 
@@ -134,14 +138,18 @@ ROWS = [
     unary("digamma", lax.digamma, pos, order=1),
     unary("neg", lax.neg),
     unary("abs", lax.abs, away0),
-    unary("abs_at_zero", lambda x: lax.abs(x * 0.0), prim="abs", fd=False),
+    # at the kink the input itself is 0 and its tangent is not: JAX's abs'(0) convention
+    unary("abs_at_zero", lax.abs, zeros, prim="abs", fd=False),
     # powers
     *[
         unary(f"integer_pow_{n}", lambda x, n=n: lax.integer_pow(x, n), away0, prim="integer_pow")
         for n in (0, 1, 2, 3, -2)
     ],
     Row("pow", lax.pow, (pos, anyr), "pow"),
-    Row("pow_zero_base", lambda x, y: lax.pow(x * 0.0, y), (pos, pos), "pow", fd=False),
+    Row("pow_int_exponent", lax.pow, (away0, ints), "pow"),
+    Row("pow_zero_base", lax.pow, (zeros, pos), "pow", fd=False),
+    Row("pow_zero_base_int_exponent", lax.pow, (zeros, ints), "pow", fd=False),
+    Row("pow_zero_base_zero_exponent", lax.pow, (zeros, zeros), "pow", fd=False),
     Row("atan2", lax.atan2, (away0, away0), "atan2"),
     Row("rem", lax.rem, (frac, gt1), "rem"),
     # arithmetic (binary; broadcasting covered by Hypothesis below)
@@ -382,6 +390,13 @@ ROWS = [
     Row("complex", lax.complex, (anyr, anyr), "complex", dtypes=(F64,)),
 ]
 
+# Holomorphic rules also run on complex inputs (JAX's convention: the jvp multiplies by f'(z)).
+_COMPLEX = {
+    "sin", "cos", "tan", "sinh", "cosh", "tanh", "exp", "expm1", "log", "log1p", "sqrt", "rsqrt",
+    "square", "logistic", "neg", "integer_pow_3", "integer_pow_-2", "add", "sub", "mul", "div",
+}  # fmt: skip
+ROWS = [dataclasses.replace(r, dtypes=(*r.dtypes, C128)) if r.name in _COMPLEX else r for r in ROWS]
+
 _IDS = [r.name for r in ROWS]
 assert len(set(_IDS)) == len(_IDS), "row names must be unique"
 
@@ -397,10 +412,10 @@ def _make_args(row: Row, shape, dtype, seed=0):
 
 
 def _cases():
-    # float64 over every shape; other dtypes (oracle only) on the last, largest shape.
+    # float64 over every shape; other dtypes on the last, largest shape.
     for row in ROWS:
         for dtype in row.dtypes:
-            for shape in row.shapes if dtype != F32 else row.shapes[-1:]:
+            for shape in row.shapes if dtype == F64 else row.shapes[-1:]:
                 yield pytest.param(
                     row, shape, dtype, id=f"{row.name}-{np.dtype(dtype).name}-{shape}"
                 )
@@ -421,21 +436,36 @@ def test_rule(row, shape, dtype):
     args = _make_args(row, shape, dtype)
     prims = _primitives(jax.make_jaxpr(row.fun)(*args).jaxpr)
     assert row.prim in prims, f"row {row.name} does not exercise {row.prim}: {sorted(prims)}"
-    # 1. the oracle: JAX's own autodiff, values and types (our compiled eager path)
-    if row.oracle:
-        assert_matches_jax(row.fun, args)
-    else:
-        out_dots = transforms.jvp(row.fun, args, tuple(jnp.ones_like(a) for a in args))[1]
-        assert not np.any(np.asarray(out_dots)), f"{row.name}: expected a zero tangent"
-    if dtype == F32 or not row.fd:
-        return
-    # Finite differences evaluate the same derivative programs op by op: disabling jit skips
-    # an XLA compile per program (most of the cost) without changing what is computed.
+    # The derivative programs run op by op here: the math is the same as compiled, and skipping
+    # an XLA compile per program is most of the cost. The compiled path, and the types it
+    # returns, are checked by `test_rule_compiled` and the API tests.
     with jax.disable_jit():
+        # 1. the oracle: JAX's own autodiff, values and types
+        if row.oracle:
+            assert_matches_jax(row.fun, args)
+        else:
+            out_dots = transforms.jvp(row.fun, args, tuple(jnp.ones_like(a) for a in args))[1]
+            assert not np.any(np.asarray(out_dots)), f"{row.name}: expected a zero tangent"
+        if dtype == F32 or not row.fd:
+            return
         # 2. finite differences, both modes, up to the row's order
         check_grads(row.fun, args, row.order, atol=row.atol, rtol=row.rtol)
         # 3. the transpose of the linearized program
         check_transpose(row.fun, args)
+
+
+_COMPILED = [r for r in ROWS if r.oracle and r.name in {
+    "sin", "pow", "max_ties", "select_n", "convert_f64_f32", "reduce_max_ties", "reduce_prod_zeros",
+    "pad_interior_negative", "slice_strided", "dynamic_update_slice_idx", "dot_general_odd_dims",
+    "complex_abs", "argmin", "convert_to_int",
+}]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", _COMPILED, ids=[r.name for r in _COMPILED])
+def test_rule_compiled(row):
+    # Eager calls compile the derivative programs with jax.jit: same values and types.
+    args = _make_args(row, row.shapes[-1], row.dtypes[0], seed=1)
+    assert_matches_jax(row.fun, args)
 
 
 # Python scalars give weak-typed values; the tangents and cotangents must stay weak like JAX's.

@@ -47,7 +47,7 @@ CASES = {
         (X,),
     ),
 }
-SECOND_ORDER = {"sum_dilated", "max_pool_same"}
+SECOND_ORDER = {"sum_dilated", "max_valid"}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -90,7 +90,7 @@ def test_through_jax_max_pool_gradient():
     check_rule(pooled_grad, (X[0, :4],))
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(
     n=st.integers(3, 6),
     k=st.integers(1, 3),

@@ -641,3 +641,19 @@ def test_reexports_are_the_same_objects():
     assert transforms.GradientTape is tf.GradientTape
     assert transforms.Variable is tf.Variable
     assert transforms.ForwardAccumulator is tf.autodiff.ForwardAccumulator
+
+
+def test_cached_gradient_programs_respect_static_arguments():
+    # Same ops, different static arguments (axis, exponent): each needs its own program.
+    x = tf.Variable(f64(2, 3))
+    results = []
+    for axis, power in [(0, 2), (1, 2), (0, 3), (1, 3), (0, 2)]:
+        with tf.GradientTape() as tape:
+            y = tf.reduce_sum(tf.reduce_max(x, axis=axis) ** power)
+        results.append(tape.gradient(y, x).numpy())
+    for (axis, power), got in zip([(0, 2), (1, 2), (0, 3), (1, 3), (0, 2)], results, strict=True):
+        want = jax.grad(lambda v, a=axis, p=power: jnp.sum(jnp.max(v, axis=a) ** p))(x.numpy())
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(tf.maximum(x, 0.0) * -0.0 + tf.maximum(x, -0.0))
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), (x.numpy() > 0).astype(float))

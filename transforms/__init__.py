@@ -16,13 +16,14 @@ from .api import (
 )
 from .debug import DerivativeNaNError, debug_nans, debug_nans_enabled
 from .engine import clear_caches
-from .errors import TracedControlFlowError
+from .errors import MissingRuleError, TracedControlFlowError
 from .tf import ForwardAccumulator, GradientTape, Variable  # the same objects as transforms.tf's
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DerivativeNaNError",
+    "MissingRuleError",
     "debug_nans",
     "debug_nans_enabled",
     "ForwardAccumulator",

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import dtypes, tree_util
+from jax.extend.core import primitives as P
 
 from . import engine
 from .tracing import shape_dtype, trace_flat
@@ -619,8 +620,14 @@ def _std_basis(flat):
     eye = jnp.eye(total, dtype=dtype)
     out, start = [], 0
     for x, size in zip(flat, sizes, strict=True):
-        block = eye[:, start : start + size]
-        out.append(block.reshape((total, *np.shape(x))).astype(_dtype(x)))
+        block = eye[:, start : start + size].reshape((total, *np.shape(x)))
+        # the basis has the leaf's type, weak type included, so results keep it (as in JAX)
+        aval = jax.typeof(x)
+        out.append(
+            P.convert_element_type_p.bind(
+                block, new_dtype=aval.dtype, weak_type=aval.weak_type, sharding=None
+            )
+        )
         start += size
     return out, total
 
@@ -731,6 +738,18 @@ def jacfwd(
     )
 
 
+def _jac_block(c, out_shape, x):
+    """One (output leaf, input leaf) block of a reverse-mode Jacobian, from stacked cotangents.
+
+    An integer input (allow_int) has float0 cotangents; like JAX, its block is zeros of the
+    input's own type.
+    """
+    shape = (*out_shape, *np.shape(x))
+    if _dtype(c) == dtypes.float0:
+        return full_like_aval(jax.typeof(x).update(shape=shape), 0)
+    return c.reshape(shape)
+
+
 def _jac_in_tree(argnums, dyn):
     """The structure of a Jacobian's inner (input) part: the argument itself for int argnums."""
     if isinstance(argnums, int | np.integer):
@@ -810,7 +829,8 @@ def jacrev(
         per_out, start = [], 0
         for v, size in zip(y_flat, sizes, strict=True):
             blocks = [
-                c[start : start + size].reshape((*np.shape(v), *np.shape(c)[1:])) for c in cts_flat
+                _jac_block(c[start : start + size], np.shape(v), x)
+                for c, x in zip(cts_flat, dyn_flat, strict=True)
             ]
             per_out.append(tree_util.tree_unflatten(in_tree, blocks))
             start += size

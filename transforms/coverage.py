@@ -52,9 +52,7 @@ __all__ = [
 
 _NYI_CONTROL = "not implemented yet: control-flow rules (scan/cond/while) are in progress"
 _NYI_LINALG = "not implemented yet: linear-algebra rules are in progress"
-_NYI_INDEX = "not implemented yet: gather/scatter rules are in progress"
-_NYI_REDUCE = "not implemented yet: cumulative and windowed reductions are in progress"
-_NYI_SPECIAL = "not implemented yet: special-function rules are in progress"
+_NYI_REDUCE = "not implemented yet: variadic lax.reduce with a custom reducer"
 _COLLECTIVE = (
     "not implemented yet: collective, appears only inside shard_map/pmap; differentiate the "
     "per-device function instead"
@@ -118,37 +116,15 @@ REASONS: dict[str, str] = {
     "tridiagonal": _NYI_LINALG + " (JAX has no rule either)",
     "triangular_solve": _NYI_LINALG,
     "tridiagonal_solve": _NYI_LINALG,
-    "fft": _NYI_LINALG,
-    "conv_general_dilated": "not implemented yet: convolution rules are in progress",
-    "gather": _NYI_INDEX,
-    "scatter": _NYI_INDEX,
-    "scatter-add": _NYI_INDEX,
-    "scatter-mul": _NYI_INDEX,
-    "scatter-min": _NYI_INDEX,
-    "scatter-max": _NYI_INDEX,
-    "dynamic_update_slice": _NYI_INDEX,
     "split": "not implemented yet: structural rule for split is in progress",
-    "sort": "not implemented yet: sort rules are in progress",
-    "top_k": "not implemented yet: sort rules are in progress",
-    "approx_top_k": "not implemented yet: sort rules are in progress",
-    "cumsum": _NYI_REDUCE,
-    "cumprod": _NYI_REDUCE,
-    "cummax": _NYI_REDUCE,
-    "cummin": _NYI_REDUCE,
-    "cumlogsumexp": _NYI_REDUCE,
     "reduce": _NYI_REDUCE,
-    "reduce_window": _NYI_REDUCE,
-    "reduce_window_sum": _NYI_REDUCE,
-    "reduce_window_max": _NYI_REDUCE,
-    "reduce_window_min": _NYI_REDUCE,
-    "bessel_i0e": _NYI_SPECIAL,
-    "bessel_i1e": _NYI_SPECIAL,
-    "igamma": _NYI_SPECIAL,
-    "igammac": _NYI_SPECIAL,
-    "polygamma": _NYI_SPECIAL,
-    "zeta": _NYI_SPECIAL + " (JAX differentiates only in x)",
-    "regularized_incomplete_beta": _NYI_SPECIAL,
-    "random_gamma": _NYI_SPECIAL + " (implicit reparameterisation gradient)",
+    "zeta": (
+        "derivative in q only (-s·zeta(s+1, q)); none in the exponent s (JAX's primitive has no "
+        "rule in either argument; jax.scipy.special.zeta carries its own rule for q)"
+    ),
+    "regularized_incomplete_beta": (
+        "derivative in x only; in a and b an error, as in JAX (which raises ValueError too)"
+    ),
     "device_put": "not implemented yet: identity on values; rule pending",
     "sharding_constraint": "not implemented yet: identity on values; rule pending",
     "optimization_barrier": "not implemented yet: identity on values; rule pending",

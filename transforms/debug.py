@@ -28,6 +28,7 @@ ENABLED = False  # read on every equation by the interpreters; set through `debu
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _NULL = contextlib.nullcontext()
+_USER_RULES = {"transforms_custom_lin"}  # equations whose transpose calls a user's custom_vjp bwd
 
 
 class DerivativeNaNError(FloatingPointError):
@@ -103,7 +104,9 @@ def attribute(eqn, transform: str | None = None):
     name_stack = info.name_stack
     if transform is not None:
         name_stack = name_stack.extend(f"{transform}({eqn.primitive.name})")
-    return source_info_util.user_context(info.traceback, name_stack=name_stack)
+    # A user's own backward rule runs as Python: its real stack names the user's line.
+    traceback = None if eqn.primitive.name in _USER_RULES else info.traceback
+    return source_info_util.user_context(traceback, name_stack=name_stack)
 
 
 def _user_source(source_info) -> str:
@@ -114,7 +117,7 @@ def _user_source(source_info) -> str:
     return "unknown (no user frame recorded)"
 
 
-# --- checked evaluation ----------------------------------------------------------------------------
+# --- checked evaluation ---------------------------------------------------------------------------
 
 _INLINED = {P.jit_p: "jaxpr", P.closed_call_p: "call_jaxpr"}
 

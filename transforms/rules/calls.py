@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.extend.core import ClosedJaxpr, Primitive
+from jax.extend.core import ClosedJaxpr, Primitive, new_jaxpr_eqn
 from jax.extend.core import primitives as P
 
 from ..interpreter import eval_jaxpr
 from ..jvp import current_mode, jvp_eval, jvp_rules
+from ..partial_eval import fresh_vars, partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, tangent_aval
 
@@ -40,10 +41,43 @@ def _call_transpose(jaxpr_param):
     return rule
 
 
+def _call_partial_eval(jaxpr_param):
+    # Our JVP inlines calls, but a call can still reach partial evaluation whole, mixing primal
+    # and tangent work: from a user's custom_jvp rule, whose JVP program is evaluated as is.
+    # Split its body, and emit the halves as two `closed_call`s joined by residuals.
+    def rule(eqn, unknowns):
+        jaxpr, consts = _closed(eqn.params[jaxpr_param])
+        split = split_jaxpr(jaxpr, unknowns)
+        residuals = fresh_vars([v.aval for v in split.residuals])
+        known_in = [v for v, u in zip(eqn.invars, unknowns, strict=True) if not u]
+        unknown_in = [v for v, u in zip(eqn.invars, unknowns, strict=True) if u]
+        outs = list(zip(eqn.outvars, split.out_unknowns, strict=True))
+        known_eqn = new_jaxpr_eqn(
+            known_in,
+            [*(v for v, u in outs if not u), *residuals],
+            P.closed_call_p,
+            {"call_jaxpr": ClosedJaxpr(split.known, consts)},
+            eqn.effects,
+            eqn.source_info,
+        )
+        unknown_eqn = new_jaxpr_eqn(
+            [*residuals, *unknown_in],
+            [v for v, u in outs if u],
+            P.closed_call_p,
+            {"call_jaxpr": ClosedJaxpr(split.linear, ())},
+            eqn.effects,
+            eqn.source_info,
+        )
+        return [known_eqn], [unknown_eqn], split.out_unknowns
+
+    return rule
+
+
 # remat (jax.checkpoint) is not a plain call: see rules/checkpoint.py.
 for _p, _name in ((P.jit_p, "jaxpr"), (P.closed_call_p, "call_jaxpr")):
     jvp_rules[_p] = _call_jvp(_name)
     transpose_rules[_p] = _call_transpose(_name)
+    partial_eval_rules[_p] = _call_partial_eval(_name)
 
 
 # --- custom_jvp: call the user's rule -------------------------------------------------------------

@@ -21,9 +21,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 from jax import lax
-from jax.extend.core import ClosedJaxpr, Jaxpr, Var, new_jaxpr_eqn
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal, Var, new_jaxpr_eqn
 from jax.extend.core import primitives as P
 
+from ..errors import MissingRuleError
 from ..interpreter import dce_eqns, eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
 from ..partial_eval import _debug_info, partial_eval_rules, split_jaxpr
@@ -72,6 +73,13 @@ def jvp_nonzeros(closed: ClosedJaxpr, nonzeros) -> list[bool]:
     return box[-1]
 
 
+def _nonzeros(tangents, avals) -> list[bool]:
+    # A float0 tangent (of an integer input) is zero whatever its value.
+    return [
+        type(t) is not Zero and _differentiable(a) for t, a in zip(tangents, avals, strict=True)
+    ]
+
+
 def _split3(xs, n1, n2):
     return list(xs[:n1]), list(xs[n1 : n1 + n2]), list(xs[n1 + n2 :])
 
@@ -108,7 +116,7 @@ def _scan_jvp(
 ):
     n_c, n_k = num_consts, num_carry
     avals = [v.aval for v in jaxpr.jaxpr.invars]
-    nz = [type(t) is not Zero for t in tangents]
+    nz = _nonzeros(tangents, avals)
     const_nz, carry_nz, xs_nz = _split3(nz, n_c, n_k)
     carry_diff = [_differentiable(a) for a in avals[n_c : n_c + n_k]]
     while True:  # fixed point: a carry's tangent is nonzero if any step can make it so
@@ -185,6 +193,35 @@ def _scan_partial_eval(eqn, unknowns):
         else:
             res_stacked.append(r)
 
+    # Residuals computed from loop-invariant inputs alone are computed once, before the loop,
+    # and enter the linear scan as consts instead of being stacked per step.
+    invariant = set(body.invars[:n_c]) | constvars
+    for e in s.known.eqns:
+        if not e.effects and all(type(v) is Literal or v in invariant for v in e.invars):
+            invariant.update(e.outvars)
+    res_hoisted = [r for r in res_stacked if r in invariant]
+    res_stacked = [r for r in res_stacked if r not in invariant]
+    hoisted_vars = [Var(r.aval) for r in res_hoisted]
+    hoist_eqns = []
+    if res_hoisted:
+        known_const_invars = _pick(body.invars[:n_c], const_u, False)
+        hoist_body = Jaxpr(
+            body.constvars,
+            known_const_invars,
+            res_hoisted,
+            dce_eqns(s.known.eqns, res_hoisted)[0],
+            debug_info=_debug_info("scan invariants", len(known_const_invars), len(res_hoisted)),
+        )
+        hoist_eqns.append(
+            _eqn(
+                _pick(outer_in[:n_c], const_u, False),
+                hoisted_vars,
+                P.closed_call_p,
+                {"call_jaxpr": ClosedJaxpr(hoist_body, closed.consts)},
+                eqn,
+            )
+        )
+
     length = p["length"]
     stacked_vars = [Var(r.aval.update(shape=(length, *r.aval.shape))) for r in res_stacked]
     n_known_outs = len(s.known.outvars) - len(s.residuals)
@@ -216,7 +253,7 @@ def _scan_partial_eval(eqn, unknowns):
     n_res = len(s.residuals)
     lin_unknown_in = list(s.linear.invars[n_res:])
     u_consts, u_carry, u_xs = _split3(lin_unknown_in, sum(const_u), sum(carry_u))
-    lin_invars = [*res_consts, *u_consts, *u_carry, *res_stacked, *res_xs, *u_xs]
+    lin_invars = [*res_consts, *res_hoisted, *u_consts, *u_carry, *res_stacked, *res_xs, *u_xs]
     linear_body = Jaxpr(
         res_constvars,
         lin_invars,
@@ -232,6 +269,7 @@ def _scan_partial_eval(eqn, unknowns):
     unknown_eqn = _eqn(
         [
             *(outer_of[r] for r in res_consts),
+            *hoisted_vars,
             *outer_u_consts,
             *outer_u_carry,
             *stacked_vars,
@@ -243,12 +281,12 @@ def _scan_partial_eval(eqn, unknowns):
         dict(
             p,
             jaxpr=ClosedJaxpr(linear_body, const_vals),
-            num_consts=len(res_consts) + len(u_consts),
+            num_consts=len(res_consts) + len(res_hoisted) + len(u_consts),
             num_carry=len(u_carry),
         ),
         eqn,
     )
-    return [known_eqn], [unknown_eqn], out_u
+    return [*hoist_eqns, known_eqn], [unknown_eqn], out_u
 
 
 def _transpose_by_splitting(prim, params, cts, invals):
@@ -349,7 +387,7 @@ transpose_rules[P.scan_p] = _scan_transpose
 def _cond_jvp(primals, tangents, *, branches, **params):
     index, *ops = primals
     t_ops = tangents[1:]
-    nz = [type(t) is not Zero for t in t_ops]
+    nz = _nonzeros(t_ops, [v.aval for v in branches[0].jaxpr.invars])
     # A tangent output is nonzero if any branch makes it so; the others instantiate zeros.
     out_avals = [v.aval for v in branches[0].jaxpr.outvars]
     out_nz = [
@@ -496,8 +534,8 @@ def _while_jvp(primals, tangents, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_
     cond_consts, body_consts, init = _split3(primals, cond_nconsts, body_nconsts)
     _, t_body_consts, t_init = _split3(tangents, cond_nconsts, body_nconsts)
     avals = [v.aval for v in body_jaxpr.jaxpr.invars]
-    const_nz = [type(t) is not Zero for t in t_body_consts]
-    carry_nz = [type(t) is not Zero for t in t_init]
+    const_nz = _nonzeros(t_body_consts, avals[:body_nconsts])
+    carry_nz = _nonzeros(t_init, avals[body_nconsts:])
     carry_diff = [_differentiable(a) for a in avals[body_nconsts:]]
     while True:
         out_nz = jvp_nonzeros(body_jaxpr, const_nz + carry_nz)
@@ -582,14 +620,21 @@ def _while_partial_eval(eqn, unknowns):
     return [known_eqn], [unknown_eqn], carry_u
 
 
+class WhileReverseModeError(MissingRuleError, ValueError):
+    """Reverse mode reached a `while_loop`: a NotImplementedError (no transpose rule) and, as in
+    JAX, a ValueError."""
+
+
 def _while_transpose(cts, *invals, **params):
-    raise ValueError(
-        "Reverse-mode differentiation does not work through lax.while_loop (nor fori_loop with a "
-        "trip count known only at run time): a while loop has no static number of steps to "
-        "store the values its backward pass needs. Bound the loop instead: use "
-        "jax.lax.fori_loop with Python-int lower/upper bounds or jax.lax.scan with a fixed "
+    raise WhileReverseModeError(
+        "while",
+        "reverse",
+        " Reverse-mode differentiation does not work through lax.while_loop (nor fori_loop "
+        "with a trip count known only at run time): a while loop has no static number of steps "
+        "to store the values its backward pass needs. Bound the loop instead: use "
+        "jax.lax.fori_loop with Python-int lower/upper bounds, or jax.lax.scan with a fixed "
         "length (e.g. a maximum step count, masking the steps after convergence). Forward mode "
-        "(transforms.jvp, jacfwd) works through while_loop as it is."
+        "(transforms.jvp, jacfwd, linearize) works through while_loop as it is.",
     )
 
 

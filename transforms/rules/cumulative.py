@@ -1,6 +1,6 @@
 """Cumulative reductions (`cumsum`, `cumprod`, `cummax`, `cummin`, `cumlogsumexp`) and sorting.
 
-A cumulative op's tangent obeys a first-order linear recurrence along the axis,
+The tangent of `cumprod` and `cumlogsumexp` obeys a first-order linear recurrence along the axis,
 `out_dot[i] = a[i] * out_dot[i-1] + b[i]`, where `a` comes from the primals and `b` is linear in
 the input tangent. We solve it with an associative scan over affine maps, which is exact where
 the primals hold zeros (no division by `x`) and stays linear in the tangent. Sorting and top-k
@@ -9,14 +9,15 @@ move tangents with the permutation they apply to the primals.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.extend.core import primitives as P
 
-from ..jvp import jvp_rules
+from ..jvp import jvp_eval, jvp_rules
 from ..transpose import deflinear
-from ..zeros import Zero, tangent_aval
+from ..zeros import Zero, instantiate, tangent_aval
 
 deflinear(
     P.cumsum_p,
@@ -64,16 +65,28 @@ def _cumlogsumexp_coefficients(x, out, axis):
     return lax.exp(lax.sub(_shift(out, axis, -np.inf), out)), lax.exp(lax.sub(x, out))
 
 
-def _cum_extremum_coefficients(x, out, axis):
-    # The running extremum is carried over unless x[i] sets a new one (then x[i]'s tangent).
-    new = lax.convert_element_type(lax.eq(x, out), out.dtype)
-    return lax.sub(lax.full_like(new, 1), new), new
-
-
 _cumulative_jvp(P.cumprod_p, _cumprod_coefficients)
 _cumulative_jvp(P.cumlogsumexp_p, _cumlogsumexp_coefficients)
-_cumulative_jvp(P.cummax_p, _cum_extremum_coefficients)
-_cumulative_jvp(P.cummin_p, _cum_extremum_coefficients)
+
+
+def _cum_extremum_jvp(prim, combine):
+    # Away from ties the tangent is that of the running extremum's element. At ties JAX's
+    # convention is whatever `max`'s half-and-half rule gives along the tree of an associative
+    # scan, so we differentiate that same scan with our own `max`/`min` rules.
+    def rule(primals, tangents, *, axis, reverse):
+        (x,), (t,) = primals, tangents
+        out = prim.bind(x, axis=axis, reverse=reverse)
+        scan = jax.make_jaxpr(
+            lambda v: lax.associative_scan(combine, v, axis=axis, reverse=reverse)
+        )(x)
+        _, (out_dot,) = jvp_eval(scan.jaxpr, scan.consts, [x], [t])
+        return out, instantiate(out_dot)
+
+    jvp_rules[prim] = rule
+
+
+_cum_extremum_jvp(P.cummax_p, lax.max)
+_cum_extremum_jvp(P.cummin_p, lax.min)
 
 
 # --- sort and top_k: tangents follow the permutation ----------------------------------------------
@@ -112,3 +125,14 @@ def _top_k_jvp(primals, tangents, **params):
 
 
 jvp_rules[P.top_k_p] = _top_k_jvp
+
+
+def _approx_top_k_jvp(primals, tangents, **params):
+    # On every backend the k values returned are entries of the operand at the returned indices.
+    (x,), (t,) = primals, tangents
+    values, indices = P.approx_top_k_p.bind(x, **params)
+    axis = params["reduction_dimension"] % np.ndim(x)
+    return [values, indices], [_take(t, indices, axis), Zero(tangent_aval(indices.aval))]
+
+
+jvp_rules[P.approx_top_k_p] = _approx_top_k_jvp

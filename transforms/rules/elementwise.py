@@ -93,10 +93,19 @@ def _sub_jvp(primals, tangents, **params):
 
 
 def _broadcast_like(t, out):
-    shape = np.shape(out)
+    return _broadcast_to(t, np.shape(out))
+
+
+def _broadcast_to(t, shape):
+    # lax's binary ops broadcast rank-0 operands and size-1 axes (numpy-style, same rank).
     if np.shape(t) == shape:
         return t
-    return lax.broadcast_in_dim(t, shape, ())
+    if np.ndim(t) == 0:
+        return lax.broadcast_in_dim(t, shape, ())
+    squeezed = [i for i, d in enumerate(np.shape(t)) if d == 1 and shape[i] != 1]
+    t = lax.reshape(t, tuple(d for i, d in enumerate(np.shape(t)) if i not in squeezed))
+    kept = tuple(i for i in range(len(shape)) if i not in squeezed)
+    return lax.broadcast_in_dim(t, shape, kept)
 
 
 jvp_rules[P.add_p] = _add_jvp
@@ -275,22 +284,30 @@ defjvp(P.abs_p, _abs_jvp)
 
 
 def _pow_dx(t, x, y):
-    # d/dx x**y = y * x**(y-1), with 0 where y == 0 (so 0**0 has derivative 0, as in JAX).
-    y_b = lax.broadcast_in_dim(y, np.shape(lax.mul(x, y)), ()) if np.ndim(y) == 0 else y
-    jac = lax.select(
-        lax.eq(y_b, _c(y_b, 0)),
-        lax.full_like(y_b, 0),
-        lax.mul(y_b, lax.pow(x, lax.sub(y_b, _c(y_b, 1)))),
-    )
-    # JAX's pow tangents are strongly typed even for weak (Python scalar) operands; so are ours.
-    return lax.mul(t, lax.convert_element_type(jac, _shaped(t).dtype))
+    # d/dx x**y = y * x**(y-1). JAX's conventions at x = 0: an integer exponent 0 gives 0 (x**0
+    # is constant); a float exponent follows the formula, so 0**0.0 gives 0 * inf = nan.
+    y_x = y if _shaped(y).dtype == _shaped(x).dtype else lax.convert_element_type(y, x.dtype)
+    jac = lax.mul(y_x, lax.pow(x, lax.sub(y_x, _c(y_x, 1))))
+    if not np.issubdtype(_shaped(y).dtype, np.inexact):
+        y_is_0 = _broadcast_like(lax.eq(y_x, _c(y_x, 0)), jac)
+        jac = lax.select(y_is_0, lax.full_like(jac, 0), jac)
+    return lax.mul(t, _strong(jac))
 
 
 def _pow_dy(t, out, x, y):
     # d/dy x**y = log(x) * x**y, with log(0) replaced by 0 where x == 0.
     safe_x = lax.select(lax.eq(x, _c(x, 0)), lax.full_like(x, 1), x)
-    jac = lax.mul(lax.log(safe_x), out)
-    return lax.mul(t, lax.convert_element_type(jac, _shaped(t).dtype))
+    return _strong(lax.mul(t, lax.mul(lax.log(safe_x), out)))
+
+
+def _strong(t):
+    # JAX's pow tangents are strongly typed even for weak (Python scalar) operands. Its x
+    # cotangent is strong too (the coefficient is converted), its y cotangent weak (the tangent
+    # is converted, and the transpose of a conversion restores the weak type); we match both.
+    aval = _shaped(t)
+    if not aval.weak_type:
+        return t
+    return P.convert_element_type_p.bind(t, new_dtype=aval.dtype, weak_type=False, sharding=None)
 
 
 def _pow_jvp(primals, tangents, **params):

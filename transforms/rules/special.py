@@ -1,4 +1,5 @@
-"""Special functions: the incomplete gamma and beta functions, polygamma, zeta, scaled Bessel.
+"""Special functions: the incomplete gamma and beta functions, polygamma, zeta, scaled Bessel,
+and the gamma sampler's implicit-reparameterisation gradient.
 
 Where JAX defines no derivative in an argument (the order of polygamma, the parameters of the
 incomplete beta, zeta's exponent) the rule raises, naming the argument.
@@ -10,7 +11,8 @@ import numpy as np
 from jax import lax
 from jax.extend.core import primitives as P
 
-from ..jvp import defjvp
+from ..jvp import defjvp, jvp_rules
+from ..zeros import Zero, tangent_aval
 
 
 def _c(x, value):
@@ -98,3 +100,21 @@ def _bessel_i1e_dx(t, x, **_):
 
 
 defjvp(P.bessel_i1e_p, _bessel_i1e_dx)
+
+
+def _random_gamma_jvp(primals, tangents, *, log_space):
+    # Implicit reparameterisation: a gamma sample x = F⁻¹(u; a) moves with its shape a as
+    # dx/da = -(∂F/∂a) / (∂F/∂x), which lax.random_gamma_grad computes; log-space samples
+    # divide by x. The key has no tangent.
+    (key, a), (_, a_dot) = primals, tangents
+    out = P.random_gamma_p.bind(key, a, log_space=log_space)
+    if type(a_dot) is Zero:
+        return out, Zero(tangent_aval(a_dot.aval))
+    sample = lax.exp(out) if log_space else out
+    slope = lax.random_gamma_grad(a, sample)
+    if log_space:
+        slope = lax.div(slope, sample)
+    return out, lax.mul(a_dot, slope)
+
+
+jvp_rules[P.random_gamma_p] = _random_gamma_jvp

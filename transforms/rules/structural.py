@@ -66,7 +66,6 @@ def _concatenate_transpose(ct, *xs, dimension):
 deflinear(P.concatenate_p, _concatenate_transpose)
 
 
-
 def _pad_jvp(primals, tangents, *, padding_config):
     (x, pad_value), (tx, tpad) = primals, tangents
     out = lax.pad(x, pad_value, padding_config)
@@ -283,13 +282,19 @@ def _dot_transpose_lhs(ct, x_aval, y, *, dimension_numbers, swap_ans=False, **pa
     else:
         ans_batch, _, ans_y = _ranges_like(x_batch, x_kept, y_kept)
     dims = ((ans_y, y_kept), (ans_batch, y_batch))
-    x_contract_sorted_by_y = list(np.take(x_contract, np.argsort(y_contract))) if len(x_contract) else []
+    x_contract_sorted_by_y = (
+        list(np.take(x_contract, np.argsort(y_contract))) if len(x_contract) else []
+    )
     res_axes = list(x_batch) + x_kept + x_contract_sorted_by_y  # x's axes, in res's order
     out_axes = np.argsort(res_axes)
     pref = params.get("preferred_element_type")
     res = lax.dot_general(
-        ct, y, dims, precision=params.get("precision"),
-        preferred_element_type=pref, out_sharding=_permuted_sharding(x_aval, res_axes),
+        ct,
+        y,
+        dims,
+        precision=params.get("precision"),
+        preferred_element_type=pref,
+        out_sharding=_permuted_sharding(x_aval, res_axes),
     )
     res = lax.transpose(res, tuple(out_axes))
     if res.dtype != x_aval.dtype:

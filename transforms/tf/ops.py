@@ -79,10 +79,10 @@ def _pair(x, y):
     y_is = isinstance(y, Tensor | Variable)
     if x_is and not y_is:
         x = _t(x)
-        return x, Tensor(_as_value(y, x.dtype))
+        return x, _scalar_or_value(y, x.dtype)
     if y_is and not x_is:
         y = _t(y)
-        return Tensor(_as_value(x, y.dtype)), y
+        return _scalar_or_value(x, y.dtype), y
     x, y = _t(x), _t(y)
     if x.dtype != y.dtype:
         raise TypeError(
@@ -90,6 +90,14 @@ def _pair(x, y):
             f"{y.dtype.name}; tf.cast one of them first."
         )
     return x, y
+
+
+def _scalar_or_value(v, dtype) -> Tensor:
+    # A Python scalar operand stays a NumPy scalar (no device transfer of its own): building a
+    # JAX array per `0.01 * g` costs more than the op.
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return Tensor(np.asarray(v, dtype))
+    return Tensor(_as_value(v, dtype))
 
 
 def _unary(jfn):
@@ -378,7 +386,7 @@ def where(condition, x=None, y=None, name=None):
     """Elementwise `x if condition else y`; with only `condition`, the indices where it holds."""
     cond = _t(condition)
     if x is None and y is None:
-        return Tensor(jnp.argwhere(cond._value).astype(np.int64))
+        return Tensor(jnp.argwhere(cond._value).astype(_index_dtype(np.int64)))
     x, y = _pair(x, y)
     c = cond._value
     return apply(lambda a, b: jnp.where(c, a, b), [x, y])
@@ -499,16 +507,20 @@ def reduce_std(input_tensor, axis=None, keepdims=False, name=None):
     return apply(lambda v: jnp.sqrt(jnp.var(v, axis=ax, keepdims=keepdims)), [_t(input_tensor)])
 
 
+def _index_dtype(dtype):
+    # TF's int64 indices; int32 when JAX runs without x64 (int64 is unavailable there).
+    dtype = np.dtype(dtype)
+    return np.dtype(np.int32) if dtype == np.int64 and not jax.config.jax_enable_x64 else dtype
+
+
 def argmax(input, axis=None, output_type=np.int64, name=None):
-    return Tensor(
-        jnp.argmax(_t(input)._value, axis=0 if axis is None else int(axis)).astype(output_type)
-    )
+    ax = 0 if axis is None else int(axis)
+    return Tensor(jnp.argmax(_t(input)._value, axis=ax).astype(_index_dtype(output_type)))
 
 
 def argmin(input, axis=None, output_type=np.int64, name=None):
-    return Tensor(
-        jnp.argmin(_t(input)._value, axis=0 if axis is None else int(axis)).astype(output_type)
-    )
+    ax = 0 if axis is None else int(axis)
+    return Tensor(jnp.argmin(_t(input)._value, axis=ax).astype(_index_dtype(output_type)))
 
 
 def norm(tensor, ord="euclidean", axis=None, keepdims=None, name=None):

@@ -13,24 +13,31 @@ from .variable import Variable
 
 _lock = threading.Lock()
 # The stream's state is a Variable, so that inside tf.function it is lifted like any other
-# state: each call of the compiled program draws new numbers and advances the stream.
-_state = Variable(
-    np.asarray(jax.random.key_data(jax.random.key(0))), trainable=False, name="global_rng"
-)
+# state: each call of the compiled program draws new numbers and advances the stream. It is
+# made on first use (making a key compiles a little program: not at import time).
+_state: list[Variable] = []
+
+
+def _stream() -> Variable:
+    if not _state:
+        key = np.asarray(jax.random.key_data(jax.random.key(0)))
+        _state.append(Variable(key, trainable=False, name="global_rng"))
+    return _state[0]
 
 
 def set_seed(seed: int) -> None:
     """Restart the global stream from `seed` (TF's `tf.random.set_seed`)."""
     with _lock:
-        _state.assign(np.asarray(jax.random.key_data(jax.random.key(int(seed)))))
+        _stream().assign(np.asarray(jax.random.key_data(jax.random.key(int(seed)))))
 
 
 def _next_key(seed):
     if seed is not None:
         return jax.random.key(int(seed))
     with _lock:
-        key, sub = jax.random.split(jax.random.wrap_key_data(_state._current()))
-        _state._write(jax.random.key_data(key))
+        state = _stream()
+        key, sub = jax.random.split(jax.random.wrap_key_data(state._current()))
+        state._write(jax.random.key_data(key))
     return sub
 
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import enum
 import math
+import threading
+import types
+from collections import OrderedDict
 
 import jax
 import jax.numpy as jnp
-from jax import tree_util
+import numpy as np
+from jax import lax, tree_util
 
-from .. import api
+from .. import api, engine
+from ..zeros import instantiate
 from .core import apply, state
 from .tensor import Tensor, is_float
 from .variable import Variable
@@ -45,6 +50,85 @@ def _is_leaf(x) -> bool:
 def flatten(nest):
     """Flatten lists/tuples/dicts of tensors and variables (None entries kept as leaves)."""
     return tree_util.tree_flatten(nest, is_leaf=lambda x: x is None or _is_leaf(x))
+
+
+class _Unkeyable(Exception):
+    """An op function closes over something we cannot key on (an array, a Python object)."""
+
+
+_library_fns: dict = {}
+
+
+def _library_fn(v) -> bool:
+    """Is `v` a function of jnp / lax / jax.nn / ... (stable, so keyed by identity)?"""
+    if not _library_fns:  # built on first use: it walks a few large modules
+        for m in (jnp, lax, jax.nn, jax.scipy.special, np):
+            for n in dir(m):
+                f = getattr(m, n, None)
+                if callable(f):
+                    _library_fns[id(f)] = f
+    return _library_fns.get(id(v)) is v
+
+
+def _static_key(v):
+    if isinstance(v, float):  # repr tells -0.0 from 0.0 (equal as keys otherwise)
+        return ("float", repr(v))
+    if v is None or v is Ellipsis or isinstance(v, bool | int | complex | str):
+        return (type(v).__name__, v)
+    if isinstance(v, np.dtype):
+        return ("dtype", v.str)
+    if isinstance(v, type):
+        return ("type", v)
+    if isinstance(v, slice):
+        return ("slice", _static_key(v.start), _static_key(v.stop), _static_key(v.step))
+    if isinstance(v, tuple):
+        return ("tuple", *(_static_key(x) for x in v))
+    if isinstance(v, types.FunctionType):
+        return _fn_key(v)
+    if _library_fn(v):
+        return ("lib", id(v))
+    raise _Unkeyable
+
+
+def _fn_key(fn):
+    """Equal for op functions that compute the same thing: same code, same static closure."""
+    if isinstance(fn, types.FunctionType):
+        cells = tuple(_static_key(c.cell_contents) for c in fn.__closure__ or ())
+        defaults = tuple(_static_key(d) for d in fn.__defaults__ or ())
+        kw = tuple((k, _static_key(d)) for k, d in sorted((fn.__kwdefaults__ or {}).items()))
+        return ("fn", fn.__code__, cells, defaults, kw)
+    return _static_key(fn)
+
+
+class _ReplayCache:
+    """Traced replay programs by (recorded program structure, input types): a training loop
+    records the same ops every step, so its gradient program is traced once, not per step."""
+
+    def __init__(self, maxsize=256):
+        self.data: OrderedDict = OrderedDict()
+        self.maxsize = maxsize
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            value = self.data.get(key)
+            if value is not None:
+                self.data.move_to_end(key)
+            return value
+
+    def put(self, key, value):
+        with self.lock:
+            self.data[key] = value
+            if len(self.data) > self.maxsize:
+                self.data.popitem(last=False)
+
+
+_replays = _ReplayCache()
+
+
+def _aval_key(x):
+    a = jax.typeof(x)
+    return (a.shape, a.dtype.str, a.weak_type)
 
 
 class _Node:
@@ -111,6 +195,50 @@ class _Plan:
         ]
         self.in_ids = [id(t) for t in self.leaves] + [id(t) for t in self.boundary]
         self.out_ids = [id(t) for t in self.targets]
+        self._key = None
+
+    def key(self):
+        """The program's structure (ops and wiring, not values); None when it has no key."""
+        if self._key is None:
+            number = {tid: i for i, tid in enumerate(self.in_ids)}
+            try:
+                ops = []
+                for fn, ins, outs in self.program:
+                    fn_k = _fn_key(fn)
+                    in_k = tuple(number[i] for i in ins)
+                    for o in outs:
+                        if o is not None:
+                            number[o] = len(number)
+                    out_k = tuple(None if o is None else number[o] for o in outs)
+                    ops.append((fn_k, in_k, out_k))
+                self._key = (tuple(ops), tuple(number[i] for i in self.out_ids))
+            except _Unkeyable:
+                self._key = False
+        return self._key or None
+
+    def closed(self, values):
+        """The replay as a closed jaxpr over (leaves, boundary), traced once per structure."""
+        key = self.key()
+        key = key and (key, tuple(_aval_key(v) for v in values))
+        closed = _replays.get(key) if key else None
+        if closed is None:
+            program, in_ids, out_ids = self.program, self.in_ids, self.out_ids
+
+            def replay_flat(*vals):
+                env = dict(zip(in_ids, vals, strict=True))
+                for fn, ins, outs in program:
+                    res = fn(*[env[i] for i in ins])
+                    res = res if isinstance(res, tuple | list) else (res,)
+                    for oid, v in zip(outs, res, strict=True):
+                        if oid is not None:
+                            env[oid] = v
+                return [env[i] for i in out_ids]
+
+            avals = [_sds(v) for v in values]
+            closed = jax.make_jaxpr(replay_flat)(*avals)
+            if key:
+                _replays.put(key, closed)
+        return closed
 
     def replay(self, boundary_values):
         """A pure function: leaf values -> target values (boundary tensors held fixed)."""
@@ -127,6 +255,11 @@ class _Plan:
             return [env[i] for i in out_ids]
 
         return f
+
+
+def _sds(v):
+    a = jax.typeof(v)
+    return jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
 
 
 class GradientTape:
@@ -349,10 +482,17 @@ class GradientTape:
         if plan.leaves:
             n_in = len(plan.in_ids)
 
+            n_leaves = len(plan.leaves)
+            nonzeros = (True,) * n_leaves + (False,) * (n_in - n_leaves)
+
             def grad_op(*values):
-                f = plan.replay(values[len(plan.leaves) : n_in])
-                _, pullback = api.vjp(f, *values[: len(plan.leaves)])
-                return tuple(pullback(list(values[n_in:])))
+                # The replay differentiated by the engine directly: eagerly, one cached
+                # compiled program per recorded structure (forward and backward fused).
+                closed = plan.closed(values[:n_in])
+                _, cts = engine.value_and_grad_flat(
+                    closed, list(values[:n_in]), nonzeros, list(values[n_in:])
+                )
+                return tuple(instantiate(c) for c in cts)
 
             grads = apply(grad_op, [*plan.leaves, *plan.boundary, *seeds], generator=self)
             leaf_grads = {id(t): g for t, g in zip(plan.leaves, grads, strict=True)}
@@ -369,7 +509,7 @@ class GradientTape:
 
     def _seeds(self, targets, output_gradients):
         if output_gradients is None:
-            return [Tensor(jnp.ones(t.shape, t.dtype)) for t in targets]
+            return [Tensor(np.ones(t.shape, t.dtype)) for t in targets]
         og_flat, _ = flatten(output_gradients)
         if len(og_flat) != len(targets):
             raise ValueError(
