@@ -137,14 +137,28 @@ deflinear(
         )
     ),
 )
-deflinear(
-    P.all_to_all_p,
-    _single(
-        lambda ct, *, split_axis, concat_axis, **p: P.all_to_all_p.bind(
-            ct, split_axis=concat_axis, concat_axis=split_axis, **p
+
+
+def _all_to_all_transpose(ct, x, *, split_axis, concat_axis, tiled, **params):
+    if not _nonzero(ct):
+        return [None]
+    if not tiled and x.aval.shape[concat_axis] != 1 and split_axis != concat_axis:
+        raise NotImplementedError(
+            f"Transpose rule for 'all_to_all' (tiled=False) needs a size-1 concat axis, got "
+            f"{x.aval.str_short()} with concat_axis={concat_axis}: use lax.all_to_all, which "
+            "inserts that axis, or tiled=True."
         )
-    ),
-)
+    # lax.all_to_all(tiled=False) binds the primitive with a size-n split axis and a size-1 (or
+    # the same) concat axis, where it moves data exactly as the tiled form does; the tiled
+    # form's inverse is itself with the two axes swapped.
+    return [
+        P.all_to_all_p.bind(
+            ct, split_axis=concat_axis, concat_axis=split_axis, tiled=True, **params
+        )
+    ]
+
+
+deflinear(P.all_to_all_p, _all_to_all_transpose)
 
 
 def _pbroadcast_transpose(ct, *, axis_name, source):
