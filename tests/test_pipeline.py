@@ -11,7 +11,8 @@ from transforms.tracing import trace_flat
 
 def _closed(f, *args):
     flat, tree = jax.tree_util.tree_flatten(args)
-    return trace_flat(f, tree, [jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in flat])[0]
+    avals = [jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in flat]
+    return trace_flat(f, tree, avals)[0]
 
 
 def _prims(jaxpr):
@@ -33,7 +34,8 @@ def test_partial_eval_splits_known_and_linear():
     known, linear = lin.split.known.jaxpr, lin.split.linear
     assert "sin" in _prims(known) and "sin" not in _prims(linear)
     # The linear part holds only linear operations.
-    assert set(_prims(linear)) <= {"mul", "reduce_sum", "neg", "add_any", "add", "convert_element_type", "broadcast_in_dim"}
+    linear_ops = {"mul", "reduce_sum", "neg", "add_any", "add", "convert_element_type"}
+    assert set(_prims(linear)) <= linear_ops | {"broadcast_in_dim"}
     assert lin.num_residuals >= 1
 
 
@@ -68,7 +70,10 @@ def test_eager_programs_are_cached_by_structure():
 
 
 def test_changed_closure_is_never_served_a_stale_program():
-    for c in (1.0, 2.0, 3.0):
+    def loss_closing_over(c):
         w = jnp.full(3, c)
-        g = T.grad(lambda x: jnp.sum(w * x**2))(jnp.ones(3))
+        return lambda x: jnp.sum(w * x**2)
+
+    for c in (1.0, 2.0, 3.0):
+        g = T.grad(loss_closing_over(c))(jnp.ones(3))
         np.testing.assert_allclose(g, 2 * c * np.ones(3))
