@@ -42,3 +42,11 @@ def test_transpose_dot_product(name):
     c = rng.normal(size=np.shape(linear(x)))
     (lt_c,) = T.linear_transpose(linear, x)(c)
     np.testing.assert_allclose(np.vdot(x, lt_c), np.vdot(linear(x), c), rtol=1e-12)
+
+
+def test_device_put_is_the_identity_on_derivatives():
+    d = jax.devices()[-1]
+    f = lambda x: jnp.sum(jax.device_put(x, d) ** 2)  # noqa: E731
+    x = jnp.arange(3.0)
+    np.testing.assert_allclose(T.grad(f)(x), jax.grad(f)(x))
+    np.testing.assert_allclose(T.jvp(f, (x,), (x,))[1], jax.jvp(f, (x,), (x,))[1])

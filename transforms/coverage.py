@@ -50,7 +50,6 @@ __all__ = [
 # "not implemented yet: <why>". A reason for a primitive that has since gained rules is harmless:
 # the table shows the probe's result, and the reason only where something is missing.
 
-_NYI_CONTROL = "not implemented yet: control-flow rules (scan/cond/while) are in progress"
 _NYI_LINALG = "not implemented yet: linear-algebra rules are in progress"
 _NYI_REDUCE = "not implemented yet: variadic lax.reduce with a custom reducer"
 _COLLECTIVE = (
@@ -96,27 +95,20 @@ REASONS: dict[str, str] = {
     "after_all": "not differentiable (token)",
     "axis_index": "integer-only (device index)",
     # not implemented yet
-    "scan": _NYI_CONTROL,
     "while": (
         "reverse: a while loop has no trip count to stack residuals against (JAX refuses too); "
         "use lax.fori_loop with static bounds or lax.scan"
     ),
-    "cond": _NYI_CONTROL,
-    "custom_linear_solve": _NYI_CONTROL,
-    "cholesky": _NYI_LINALG,
-    "eig": _NYI_LINALG,
-    "eigh": _NYI_LINALG,
-    "lu": _NYI_LINALG,
+    "eig": (
+        "eigenvalues in both modes (jnp.linalg.eigvals); eigenvector tangents only with "
+        "lax.linalg.eig(..., compute_left_eigenvectors=False, enable_eigvec_derivs=True), as in JAX"
+    ),
     "lu_pivots_to_permutation": "integer-only (permutation)",
-    "qr": _NYI_LINALG,
-    "svd": _NYI_LINALG,
     "schur": _NYI_LINALG + " (JAX has no rule either)",
     "hessenberg": _NYI_LINALG + " (JAX has no rule either)",
     "householder_product": _NYI_LINALG,
     "tridiagonal": _NYI_LINALG + " (JAX has no rule either)",
-    "triangular_solve": _NYI_LINALG,
     "tridiagonal_solve": _NYI_LINALG,
-    "split": "not implemented yet: structural rule for split is in progress",
     "reduce": _NYI_REDUCE,
     "zeta": (
         "derivative in q only (-s·zeta(s+1, q)); none in the exponent s (JAX's primitive has no "
@@ -125,17 +117,10 @@ REASONS: dict[str, str] = {
     "regularized_incomplete_beta": (
         "derivative in x only; in a and b an error, as in JAX (which raises ValueError too)"
     ),
-    "device_put": "not implemented yet: identity on values; rule pending",
-    "sharding_constraint": "not implemented yet: identity on values; rule pending",
-    "optimization_barrier": "not implemented yet: identity on values; rule pending",
     "custom_vjp_call": "forward: JAX refuses too (custom_vjp defines only a reverse-mode rule)",
     "pure_callback": "not differentiable (opaque Python callback; wrap it in jax.custom_jvp)",
-    "psum": _COLLECTIVE,
-    "pmax": _COLLECTIVE,
-    "pmin": _COLLECTIVE,
-    "ppermute": _COLLECTIVE,
-    "all_gather": _COLLECTIVE,
-    "all_to_all": _COLLECTIVE,
+    "pmax": "inside shard_map: the derivative goes to the devices holding the maximum",
+    "pmin": "inside shard_map: the derivative goes to the devices holding the minimum",
     "ragged_all_to_all": _COLLECTIVE,
     "call": _INTERNAL,
     "custom_lin": _INTERNAL,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from jax import lax
+from jax.extend.core import primitives as P
 
 from ..jvp import defjvp_zero, jvp_rules
 from ..transpose import deflinear, is_undefined, transpose_rules
@@ -85,3 +86,22 @@ def _tangent_aval(x):
 
 
 _unused = np
+
+
+# device_put moves values between devices; on values it is the identity, so tangents travel the
+# same way and cotangents come straight back (XLA places them where they are consumed).
+def _device_put_jvp(primals, tangents, **params):
+    outs = P.device_put_p.bind(*primals, **params)
+    nz = [i for i, t in enumerate(tangents) if type(t) is not Zero]
+    moved = P.device_put_p.bind(
+        *(tangents[i] for i in nz),
+        **{k: tuple(v[i] for i in nz) if isinstance(v, tuple) else v for k, v in params.items()},
+    )
+    moved = dict(zip(nz, moved, strict=True))
+    return outs, [moved.get(i, t) for i, t in enumerate(tangents)]
+
+
+jvp_rules[P.device_put_p] = _device_put_jvp
+transpose_rules[P.device_put_p] = lambda cts, *xs, **_: [
+    None if not is_undefined(x) or type(c) is Zero else c for c, x in zip(cts, xs, strict=True)
+]
