@@ -91,7 +91,28 @@ def _unwrap_nested(v):
     return v
 
 
-class Tensor:
+class ArrayTyped:
+    """`shape`, `dtype` and `ndim` of the array in `_value` (shared by Tensor and Variable)."""
+
+    __slots__ = ()
+
+    @property
+    def shape(self) -> TensorShape:
+        return TensorShape(self._value.shape)
+
+    @property
+    def dtype(self):
+        return np.dtype(self._value.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return self._value.ndim
+
+    def get_shape(self) -> TensorShape:
+        return self.shape
+
+
+class Tensor(ArrayTyped):
     """An immutable multi-dimensional array, as TF's eager `tf.Tensor` (a JAX array inside).
 
     Ops on tensors run at once; while a `GradientTape` records they are also recorded.
@@ -110,24 +131,9 @@ class Tensor:
 
     # --- metadata ---------------------------------------------------------------------------------
     @property
-    def shape(self) -> TensorShape:
-        return TensorShape(self._value.shape)
-
-    @property
-    def dtype(self):
-        return np.dtype(self._value.dtype)
-
-    @property
-    def ndim(self) -> int:
-        return self._value.ndim
-
-    @property
     def name(self) -> str:
         # Eager tensors have no name in TF either; this mirrors the attribute's existence.
         return ""
-
-    def get_shape(self) -> TensorShape:
-        return self.shape
 
     # --- conversion -------------------------------------------------------------------------------
     def numpy(self):

@@ -8,12 +8,12 @@ import jax
 import numpy as np
 
 from .core import state, visible_recorders
-from .tensor import Tensor, TensorShape, _as_value
+from .tensor import ArrayTyped, Tensor, _as_value
 
 _names = itertools.count()
 
 
-class Variable:
+class Variable(ArrayTyped):
     """A mutable tensor. Trainable variables read inside a `GradientTape` are watched.
 
     Args:
@@ -123,27 +123,12 @@ class Variable:
 
     # --- metadata ---------------------------------------------------------------------------------
     @property
-    def shape(self) -> TensorShape:
-        return TensorShape(self._value.shape)
-
-    @property
-    def dtype(self):
-        return np.dtype(self._value.dtype)
-
-    @property
-    def ndim(self) -> int:
-        return self._value.ndim
-
-    @property
     def name(self) -> str:
         return f"{self._name}:0"
 
     @property
     def trainable(self) -> bool:
         return self._trainable
-
-    def get_shape(self) -> TensorShape:
-        return self.shape
 
     def numpy(self):
         """The current value as NumPy (a NumPy scalar for rank 0)."""
