@@ -24,8 +24,13 @@ def test_no_jax_autodiff_in_engine():
 
 
 def test_forbidden_pattern_catches_uses():
-    for bad in ["jax.grad(f)", "from jax import grad", "from jax._src.interpreters import ad",
-                "ad.primitive_jvps[p]", "jax.linear_transpose(f, x)"]:
+    for bad in [
+        "jax.grad(f)",
+        "from jax import grad",
+        "from jax._src.interpreters import ad",
+        "ad.primitive_jvps[p]",
+        "jax.linear_transpose(f, x)",
+    ]:
         assert FORBIDDEN.search(bad), bad
     for ok in ["transforms.grad(f)", "jax.jit(f)", "jax.make_jaxpr(f)"]:
         assert not FORBIDDEN.search(ok), ok

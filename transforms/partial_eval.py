@@ -29,8 +29,6 @@ from .interpreter import dce_eqns
 partial_eval_rules: dict[Primitive, Callable] = {}
 
 
-
-
 @dataclass(frozen=True)
 class Split:
     known: ClosedJaxpr  # known invars -> known outvars + residuals
