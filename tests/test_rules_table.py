@@ -403,7 +403,7 @@ assert len(set(_IDS)) == len(_IDS), "row names must be unique"
 
 def _scalar(x, value):
     """`value` as a rank-0 array of `x`'s dtype (lax ops do not promote)."""
-    return np.array(value, np.result_type(x))
+    return np.array(value, jax.typeof(x).dtype)
 
 
 def _make_args(row: Row, shape, dtype, seed=0):
