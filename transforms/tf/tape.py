@@ -222,20 +222,8 @@ class _Plan:
         key = key and (key, tuple(_aval_key(v) for v in values))
         closed = _replays.get(key) if key else None
         if closed is None:
-            program, in_ids, out_ids = self.program, self.in_ids, self.out_ids
-
-            def replay_flat(*vals):
-                env = dict(zip(in_ids, vals, strict=True))
-                for fn, ins, outs in program:
-                    res = fn(*[env[i] for i in ins])
-                    res = res if isinstance(res, tuple | list) else (res,)
-                    for oid, v in zip(outs, res, strict=True):
-                        if oid is not None:
-                            env[oid] = v
-                return [env[i] for i in out_ids]
-
-            avals = [_sds(v) for v in values]
-            closed = jax.make_jaxpr(replay_flat)(*avals)
+            replay_flat = self.replay(())  # every input a traced argument, none held fixed
+            closed = jax.make_jaxpr(replay_flat)(*[_sds(v) for v in values])
             if key:
                 _replays.put(key, closed)
         return closed
