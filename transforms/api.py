@@ -6,6 +6,7 @@ Each function flattens its pytree arguments, traces the user's function into a c
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Sequence
 from functools import partial, wraps
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import dtypes, tree_util
+from jax.core import ShapedArray
 from jax.extend.core import primitives as P
 
 from . import engine
@@ -25,6 +27,7 @@ from .zeros import (
     instantiate,
     tangent_aval,
     tangent_dtype,
+    varying_axes,
     zeros_like_aval,
 )
 
@@ -217,6 +220,20 @@ def _is_differentiable(x) -> bool:
 
 def _float0_zeros(x):
     return np.zeros(np.shape(x), dtypes.float0)
+
+
+def _unit_seed(aval):
+    """The cotangent 1 for a scalar output, of its dtype and weak type."""
+    if varying_axes(aval):  # inside shard_map: typed per call
+        return full_like_aval(aval, 1)
+    return _cached_unit_seed(aval.dtype, aval.weak_type, jax.config.jax_default_device)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_unit_seed(dtype, weak_type, device):
+    # Arrays are immutable, so one seed serves every call: eagerly that saves a dispatch.
+    with jax.ensure_compile_time_eval():
+        return full_like_aval(ShapedArray((), dtype, weak_type=weak_type), 1)
 
 
 def _materialize_ct(ct, x):
@@ -448,7 +465,7 @@ def value_and_grad(
         _check_output_grad(api_name, holomorphic, out_aval)
         nonzeros = tuple(_is_differentiable(p) for p in p_flat)
         n_aux = len(closed.jaxpr.outvars) - 1
-        one = full_like_aval(out_aval, 1)  # the seed keeps the output's weak type, like JAX
+        one = _unit_seed(out_aval)  # the seed keeps the output's weak type, like JAX
         outs, cts = engine.value_and_grad_flat(closed, p_flat, nonzeros, [one] + [None] * n_aux)
         cts = iter(cts)
         grads = [

@@ -21,7 +21,7 @@ from . import debug as _debug
 from .interpreter import eval_jaxpr
 from .jvp import differentiation_mode, jvp_eval
 from .partial_eval import Split, partial_eval
-from .tracing import any_tracer, aval_struct, closed_key, shape_dtype
+from .tracing import any_tracer, aval_struct, closed_key, shape_dtype, trace_to_closed
 from .transpose import backward_pass
 from .zeros import Zero, instantiate, tangent_aval, zeros_like_aval
 
@@ -112,7 +112,7 @@ def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
         *(_sds(v.aval) for v in jaxpr.invars),
         *(_sds(a) for a, nz in zip(tangent_avals, nonzeros) if nz),
     ]
-    traced = jax.make_jaxpr(jvp_fun)(*avals)
+    traced = trace_to_closed(jvp_fun, avals)
     compile_ok = key is not None and len(traced.jaxpr.eqns) <= MAX_COMPILED_EQNS
     return _programs.put(key, JVPProgram(traced, out_nz_box[-1], compile_ok))
 
