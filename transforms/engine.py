@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 from jax.extend.core import ClosedJaxpr
@@ -61,8 +61,26 @@ _programs = _LRU()
 
 # XLA's compile time grows faster than linearly in program length (a 30,000-op chain does not
 # finish compiling in minutes), so derivative programs longer than this run op by op instead,
-# as JAX's own eager autodiff does: slower per op, but linear in the length.
+# as JAX's own eager autodiff does: slower per op, but linear in the length. Split programs
+# (linearize, the pullback) return every residual, which XLA on CPU compiles slowest (a
+# 1,000-equation forward part with its residuals takes minutes); whole programs, whose
+# intermediates stay inside XLA, compile in seconds up to MAX_FUSED_EQNS.
 MAX_COMPILED_EQNS = 2000
+MAX_FUSED_EQNS = 6000
+
+
+def _compile_whole(prog) -> bool:
+    """Whether to run `prog`'s whole (fused, one-output-set) form compiled on this call.
+
+    Past MAX_COMPILED_EQNS compiling costs more than one op-by-op run, so it waits for the
+    second call: a program called once never pays for it.
+    """
+    if prog.key is None or prog.n_eqns > MAX_FUSED_EQNS:
+        return False
+    if prog.n_eqns <= MAX_COMPILED_EQNS:
+        return True
+    seen, prog.seen[0] = prog.seen[0], True
+    return seen
 
 
 def clear_caches() -> None:
@@ -81,7 +99,9 @@ def _is_eager(closed: ClosedJaxpr, *value_lists) -> bool:
 class JVPProgram:
     jaxpr: ClosedJaxpr  # consts + primals + nonzero tangents -> outs + nonzero tangent outs
     out_nonzeros: tuple[bool, ...]
-    cached: bool  # False when the program could not be keyed or is too long: not compiled
+    key: tuple | None  # None when the program could not be keyed: never compiled
+    n_eqns: int
+    seen: list = field(default_factory=lambda: [False], compare=False)  # called before?
 
 
 def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
@@ -113,8 +133,7 @@ def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
         *(_sds(a) for a, nz in zip(tangent_avals, nonzeros) if nz),
     ]
     traced = trace_to_closed(jvp_fun, avals)
-    compile_ok = key is not None and len(traced.jaxpr.eqns) <= MAX_COMPILED_EQNS
-    return _programs.put(key, JVPProgram(traced, out_nz_box[-1], compile_ok))
+    return _programs.put(key, JVPProgram(traced, out_nz_box[-1], key, len(traced.jaxpr.eqns)))
 
 
 def _sds(aval):
@@ -128,7 +147,7 @@ def jvp_flat(closed: ClosedJaxpr, primals: Sequence, tangents: Sequence):
         if not _is_eager(closed, primals, tangents):
             return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
         prog = jvp_program(closed, nonzeros)
-        if not (prog.cached or _debug.ENABLED):
+        if not (_compile_whole(prog) or _debug.ENABLED):
             return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
     compiled = _compiled("jvp", prog, None, lambda: jax.jit(_eval_closed(prog.jaxpr)))
     nz_tangents = [t for t in tangents if type(t) is not Zero]
@@ -186,7 +205,14 @@ class Linearized:
     nonzeros: tuple[bool, ...]
     n_outs: int
     tangent_outs: tuple[int, ...]  # which outputs have a (possibly) nonzero tangent
-    cached: bool  # False when the program could not be keyed or is too long: not compiled
+    key: tuple | None  # None when the program could not be keyed: never compiled
+    n_eqns: int
+    seen: list = field(default_factory=lambda: [False], compare=False)  # called before?
+
+    @property
+    def cached(self) -> bool:
+        """Whether its split parts (forward with residuals, linear, transposed) are compiled."""
+        return self.key is not None and self.n_eqns <= MAX_COMPILED_EQNS
 
     @property
     def num_residuals(self) -> int:
@@ -215,8 +241,7 @@ def linearize_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> Linear
         i for i, unknown in zip(nz_out_idx, split.out_unknowns[n_outs:], strict=True) if unknown
     )
     n_eqns = len(split.known.jaxpr.eqns) + len(split.linear.eqns)
-    compile_ok = key is not None and n_eqns <= MAX_COMPILED_EQNS
-    return _programs.put(key, Linearized(split, nonzeros, n_outs, tangent_outs, compile_ok))
+    return _programs.put(key, Linearized(split, nonzeros, n_outs, tangent_outs, key, n_eqns))
 
 
 def linearize_flat(closed: ClosedJaxpr, primals: Sequence, nonzeros: tuple[bool, ...]):
@@ -288,8 +313,8 @@ def value_and_grad_flat(
     Eagerly this is one compiled program (forward and backward fused).
     """
     lin = linearize_program(closed, nonzeros)
-    if not (lin.cached or _debug.ENABLED) or not _is_eager(
-        closed, primals, [s for s in seed if s is not None]
+    if not _is_eager(closed, primals, [s for s in seed if s is not None]) or not (
+        _debug.ENABLED or _compile_whole(lin)
     ):
         outs, residuals, _ = linearize_flat(closed, primals, nonzeros)
         return outs, transpose_linear(lin, residuals, seed)
