@@ -168,6 +168,29 @@ def test_triangular_solve_every_flag(dtype):
     check_both_modes(f, a, b_left, b_right)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_tridiagonal_solve_in_every_argument(dtype):
+    # Batched, several right-hand sides; dl[..., 0] and du[..., -1] lie outside the matrix.
+    dl, du = _rand(2, 5, dtype=dtype, seed=40), _rand(2, 5, dtype=dtype, seed=41)
+    d = _rand(2, 5, dtype=dtype, seed=42) + 4
+    b = _rand(2, 5, 3, dtype=dtype, seed=43)
+    check_both_modes(lax.linalg.tridiagonal_solve, dl, d, du, b)
+    # Only the right-hand side varying (the transpose alone), and only the matrix.
+    check_both_modes(lambda b: lax.linalg.tridiagonal_solve(dl, d, du, b), b)
+    check_both_modes(lambda d: lax.linalg.tridiagonal_solve(dl, d, du, b), d)
+
+
+def test_tridiagonal_solve_second_order_and_finite_differences():
+    dl, du, b = _rand(4, seed=44), _rand(4, seed=45), _rand(4, 2, seed=46)
+
+    def f(d):
+        return jnp.sum(jnp.sin(lax.linalg.tridiagonal_solve(dl, d, du, b)))
+
+    d = _rand(4, seed=47) + 4
+    _close(T.hessian(f)(d), jax.hessian(f)(d), 1e-9)
+    check_finite_differences(f, d)
+
+
 def test_lu_factor_and_zero_tangents_of_pivots():
     a = _well_conditioned(4, 8)
     check_both_modes(lambda a: lax.linalg.lu(a)[0], a)

@@ -51,7 +51,6 @@ __all__ = [
 # the table shows the probe's result, and the reason only where something is missing.
 
 _NYI_LINALG = "not implemented yet: linear-algebra rules are in progress"
-_NYI_REDUCE = "not implemented yet: variadic lax.reduce with a custom reducer"
 _COLLECTIVE = (
     "not implemented yet: collective, appears only inside shard_map/pmap; differentiate the "
     "per-device function instead"
@@ -108,8 +107,10 @@ REASONS: dict[str, str] = {
     "hessenberg": _NYI_LINALG + " (JAX has no rule either)",
     "householder_product": _NYI_LINALG,
     "tridiagonal": _NYI_LINALG + " (JAX has no rule either)",
-    "tridiagonal_solve": _NYI_LINALG,
-    "reduce": _NYI_REDUCE,
+    "reduce": (
+        "forward mode only (as in JAX): a custom reducer's reduction order is XLA's choice, so "
+        "there is nothing to transpose; use built-in reductions for reverse mode"
+    ),
     "zeta": (
         "derivative in q only (-s·zeta(s+1, q)); none in the exponent s (JAX's primitive has no "
         "rule in either argument; jax.scipy.special.zeta carries its own rule for q)"

@@ -1,4 +1,5 @@
-"""Linear algebra: cholesky, triangular_solve, lu, qr, eigh, svd, eig, custom_linear_solve.
+"""Linear algebra: cholesky, triangular_solve, lu, qr, eigh, svd, eig, custom_linear_solve,
+tridiagonal_solve.
 
 Each JVP is the matrix-calculus identity written with the factorisation's own outputs, and is
 linear in the input tangent (coefficients are computed from primals only), so reverse mode comes
@@ -362,3 +363,56 @@ def _linear_solve_transpose(cts, *invals, const_lengths, jaxprs):
 
 jvp_rules[P.linear_solve_p] = _linear_solve_jvp
 transpose_rules[P.linear_solve_p] = _linear_solve_transpose
+
+
+# --- tridiagonal_solve: A x = b, A tridiagonal with sub-, main and super-diagonals dl, d, du ---
+# By LAPACK's convention dl[..., 0] and du[..., -1] lie outside the matrix and are never read.
+
+
+def _shift_down(x):
+    """y[i] = x[i-1] along the row axis (-2), y[0] = 0."""
+    return jnp.concatenate([jnp.zeros_like(x[..., :1, :]), x[..., :-1, :]], axis=-2)
+
+
+def _shift_up(x):
+    """y[i] = x[i+1] along the row axis (-2), y[-1] = 0."""
+    return jnp.concatenate([x[..., 1:, :], jnp.zeros_like(x[..., :1, :])], axis=-2)
+
+
+def _tridiagonal_matmul(dl, d, du, x):
+    # (A x)_i = dl_i x_{i-1} + d_i x_i + du_i x_{i+1}; a Zero diagonal contributes nothing.
+    terms = [
+        diag[..., None] * shifted(x)
+        for diag, shifted in ((dl, _shift_down), (d, lambda v: v), (du, _shift_up))
+        if type(diag) is not Zero
+    ]
+    return sum(terms[1:], terms[0])
+
+
+def _tridiagonal_solve_jvp(primals, tangents, **params):
+    dl, d, du, b = primals
+    ddl, dd, ddu, db = tangents
+    x = P.tridiagonal_solve_p.bind(dl, d, du, b, **params)
+    # A x = b  =>  A dx = db - dA x, with dA the tridiagonal of the diagonals' tangents.
+    if all(type(t) is Zero for t in (ddl, dd, ddu)):
+        rhs = db
+    else:
+        rhs = -_tridiagonal_matmul(ddl, dd, ddu, x)
+        if type(db) is not Zero:
+            rhs = db + rhs
+    return x, P.tridiagonal_solve_p.bind(dl, d, du, rhs.astype(x.dtype), **params)
+
+
+def _tridiagonal_solve_transpose(ct, dl, d, du, b, **params):
+    assert not any(is_undefined(v) for v in (dl, d, du)), "tridiagonal_solve is linear in b only"
+    if type(ct) is Zero:
+        return [None] * 4
+    # x = A^-1 b  =>  ct_b = A^-T ct. A^T is tridiagonal too: its sub-diagonal is A's
+    # super-diagonal moved down one row, its super-diagonal A's sub-diagonal moved up one.
+    dl_t = jnp.concatenate([jnp.zeros_like(du[..., :1]), du[..., :-1]], axis=-1)
+    du_t = jnp.concatenate([dl[..., 1:], jnp.zeros_like(dl[..., :1])], axis=-1)
+    return [None, None, None, P.tridiagonal_solve_p.bind(dl_t, d, du_t, ct, **params)]
+
+
+jvp_rules[P.tridiagonal_solve_p] = _tridiagonal_solve_jvp
+transpose_rules[P.tridiagonal_solve_p] = _tridiagonal_solve_transpose

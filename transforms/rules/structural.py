@@ -11,7 +11,8 @@ from jax import lax
 from jax.extend.core import primitives as P
 from jax.sharding import AxisType, PartitionSpec
 
-from ..jvp import jvp_rules
+from ..errors import MissingRuleError
+from ..jvp import current_mode, jvp_eval, jvp_rules
 from ..transpose import deflinear, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate
 
@@ -338,3 +339,41 @@ jvp_rules[P.dot_general_p] = _dot_jvp
 transpose_rules[P.dot_general_p] = _dot_transpose
 
 _unused = instantiate
+
+
+# --- variadic reduce with a user's reducer ----------------------------------------------------
+
+
+def _reduce_jvp(primals, tangents, *, computation, jaxpr, dimensions):
+    # Reducing dual numbers (x, dx) with the reducer's own JVP gives the reduction's tangent:
+    # the JVP of an associative, commutative reducer is again associative and commutative, and
+    # (init, 0) stays its identity. The init values are that identity, so their tangent is 0.
+    if current_mode() == "reverse":
+        raise MissingRuleError(
+            "reduce",
+            "reverse",
+            " lax.reduce with a custom reducer has no transpose (JAX fails here too): the "
+            "reduction order it would need is XLA's choice. Use forward mode (transforms.jvp, "
+            "transforms.jacfwd), or built-in reductions (jnp.sum, jnp.max, jnp.argmax, ...).",
+        )
+    k = len(primals) // 2
+    operands, inits = primals[:k], primals[k:]
+    operand_dots = [instantiate(t) for t in tangents[:k]]
+    if any(type(t) is not Zero for t in tangents[k:]):
+        raise NotImplementedError(
+            "lax.reduce: the init values must be the reducer's identity, constants, so they "
+            "have no derivative; close over them instead of differentiating with respect to them."
+        )
+    init_dots = [lax.full((), 0, t.dtype) for t in operand_dots]
+
+    def dual_reducer(acc, x):
+        outs, outs_dot = jvp_eval(jaxpr.jaxpr, jaxpr.consts, [*acc[:k], *x[:k]], [*acc[k:], *x[k:]])
+        return (*outs, *(instantiate(t) for t in outs_dot))
+
+    out = P.reduce_p.bind(*primals, computation=computation, jaxpr=jaxpr, dimensions=dimensions)
+    # The primal outputs come from the user's own reduction (not batched with the tangents).
+    dual = lax.reduce((*operands, *operand_dots), (*inits, *init_dots), dual_reducer, dimensions)
+    return list(out), list(dual[k:])
+
+
+jvp_rules[P.reduce_p] = _reduce_jvp
