@@ -199,6 +199,31 @@ def test_lu_factor_and_zero_tangents_of_pivots():
     assert dpiv.dtype == jax.dtypes.float0 and dperm.dtype == jax.dtypes.float0
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_lu_wide_and_tall(dtype):
+    wide, tall = _rand(3, 5, dtype=dtype, seed=60), _rand(5, 3, dtype=dtype, seed=61)
+    bwide, btall = _rand(2, 2, 4, dtype=dtype, seed=62), _rand(2, 4, 2, dtype=dtype, seed=63)
+
+    def f(wide, tall, bwide, btall):
+        # lax.linalg.lu: the packed factor (batched too); jsl.lu: P, L (m x k), U (k x n)
+        lus = tuple(lax.linalg.lu(x)[0] for x in (wide, tall, bwide, btall))
+        return lus + jsl.lu(wide) + jsl.lu(tall)
+
+    check_both_modes(f, wide, tall, bwide, btall)
+
+
+def test_lu_wide_and_tall_finite_differences_and_second_order():
+    def f(a):
+        p, l, u = jsl.lu(a)
+        return jnp.sum(jnp.sin(l)) + jnp.sum(u**3)
+
+    wide, tall = _rand(3, 4, seed=64), _rand(4, 3, seed=65)
+    check_finite_differences(f, wide)
+    check_finite_differences(f, tall)
+    ours, ref = jax.jit(lambda a: (T.hessian(f)(a), jax.hessian(f)(a)))(wide)
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-10)
+
+
 def test_qr():
     check_both_modes(jnp.linalg.qr, _rand(4, 4, seed=9))
     check_both_modes(jnp.linalg.qr, _rand(5, 3, seed=10))  # tall, reduced
@@ -229,6 +254,46 @@ def test_svd():
     check_finite_differences(
         lambda a: jnp.sum(jnp.linalg.svd(a, compute_uv=False)), _rand(4, 3, seed=19)
     )
+
+
+def test_svd_complex():
+    # Our phase gauge for complex U, V (dU carries all of Im diag(U^H dA V), dV none of it) is
+    # JAX's, so U and V are compared directly, then through gauge-invariant quantities too.
+    sq, tall = _rand(3, 3, dtype=np.complex128, seed=70), _rand(5, 3, dtype=np.complex128, seed=71)
+    wide, batched = (
+        _rand(3, 5, dtype=np.complex128, seed=72),
+        _rand(2, 4, 3, dtype=np.complex128, seed=73),
+    )
+
+    def f(sq, tall, wide, batched):
+        outs = ()
+        for a in (sq, tall, wide, batched):
+            u, s, vt = jnp.linalg.svd(a, full_matrices=False)
+            uh, vh = jnp.conj(jnp.swapaxes(u, -1, -2)), jnp.conj(jnp.swapaxes(vt, -1, -2))
+            # values only, factors, reconstruction U diag(s) V^H, projectors U U^H and V V^H
+            outs += (jnp.linalg.svdvals(a), s, u, vt, (u * s[..., None, :]) @ vt, u @ uh, vh @ vt)
+        u, s, vt = jnp.linalg.svd(sq, full_matrices=True)  # square: full and reduced coincide
+        return outs + (u, s, vt)
+
+    check_both_modes(f, sq, tall, wide, batched)
+    # check_finite_differences takes real inputs: vary the real and the imaginary part in turn.
+    c = _rand(4, 3, dtype=np.complex128, seed=74)
+
+    def g(a):
+        return jnp.sum(jnp.linalg.svd(a, compute_uv=False) ** 3)
+
+    check_finite_differences(lambda x: g(x + 1j * c.imag), c.real)
+    check_finite_differences(lambda y: g(c.real + 1j * y), c.imag)
+
+
+def test_svd_second_order():
+    def f(a):
+        u, s, vt = jnp.linalg.svd(a, full_matrices=False)
+        return jnp.sum(s**3) + jnp.sum(jnp.abs(u @ vt) ** 2 * a)
+
+    a = _rand(4, 3, seed=75)
+    ours, ref = jax.jit(lambda a: (T.hessian(f)(a), jax.hessian(f)(a)))(a)
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-10)
 
 
 def test_eig():

@@ -120,7 +120,13 @@ jvp_rules[P.triangular_solve_p] = _triangular_solve_jvp
 transpose_rules[P.triangular_solve_p] = _triangular_solve_transpose
 
 
-# --- lu: a[perm] = L U, L unit lower triangular --------------------------------------------------
+# --- lu: a[perm] = L U, L unit lower triangular (m x k), U upper triangular (k x n) --------------
+# k = min(m, n). Write P A = L U with P the row permutation, and split off the leading k x k block:
+#   square part  P A1 = L1 U1:  x = L1^-1 P dA1 U1^-1 = L1^-1 dL1 + dU1 U1^-1, whose strict lower
+#                part is L1^-1 dL1 (L1 unit lower) and whose upper part is dU1 U1^-1;
+#   wide (m < n) P A = L1 [U1 | U2], U2 = L1^-1 P A2:  dU2 = L1^-1 (P dA2 - dL1 U2);
+#   tall (m > n) P A = [L1; L2] U, L2 = (P A)_2 U^-1:   dL2 = ((P dA)_2 - L2 dU1) U1^-1.
+# lu packs the strict lower triangle of L and the upper triangle of U, and so does the tangent.
 
 
 def _permutation_matrix(perm, dtype):
@@ -132,15 +138,29 @@ def _lu_jvp(primals, tangents, **params):
     (a,), (da,) = primals, tangents
     lu, pivots, perm = P.lu_p.bind(a, **params)
     m, n = a.shape[-2:]
-    if m != n:
-        raise _unsupported("lu", f"non-square matrices (shape {a.shape}); pad to square")
-    L = jnp.tril(lu, -1) + _eye_like(lu)
-    U = jnp.triu(lu)
-    # L^-1 P dA U^-1 = L^-1 dL + dU U^-1: its strict lower part is L^-1 dL, its upper part dU U^-1.
+    k = min(m, n)
     pda = _mm(_permutation_matrix(perm, a.dtype), da)
-    x = lax.linalg.triangular_solve(L, pda, left_side=True, lower=True, unit_diagonal=True)
-    x = lax.linalg.triangular_solve(U, x, left_side=False, lower=False)
-    dlu = _mm(L, jnp.tril(x, -1)) + _mm(jnp.triu(x), U)
+    l1 = jnp.tril(lu[..., :k, :k], -1) + _eye_like(lu[..., :k, :k])
+    u1 = jnp.triu(lu[..., :k, :k])
+    x = lax.linalg.triangular_solve(
+        l1, pda[..., :k, :k], left_side=True, lower=True, unit_diagonal=True
+    )
+    x = lax.linalg.triangular_solve(u1, x, left_side=False, lower=False)
+    dl1 = _mm(l1, jnp.tril(x, -1))
+    du1 = _mm(jnp.triu(x), u1)
+    dlu = dl1 + du1
+    if n > k:  # wide: the columns right of the square block belong to U alone
+        u2 = lu[..., :, k:]
+        du2 = lax.linalg.triangular_solve(
+            l1, pda[..., :, k:] - _mm(dl1, u2), left_side=True, lower=True, unit_diagonal=True
+        )
+        dlu = jnp.concatenate([dlu, du2], axis=-1)
+    if m > k:  # tall: the rows below the square block belong to L alone
+        l2 = lu[..., k:, :]
+        dl2 = lax.linalg.triangular_solve(
+            u1, pda[..., k:, :] - _mm(l2, du1), left_side=False, lower=False
+        )
+        dlu = jnp.concatenate([dlu, dl2], axis=-2)
     int_zero = [Zero(tangent_aval(_aval(pivots))), Zero(tangent_aval(_aval(perm)))]
     return [lu, pivots, perm], [dlu, *int_zero]
 
@@ -203,6 +223,16 @@ jvp_rules[P.eigh_p] = _eigh_jvp
 
 
 # --- svd: a = U diag(s) V^H -----------------------------------------------------------------------
+# With dP = U^H dA V (k x k) and the skew-Hermitian Om_U = U^H dU, Om_V = V^H dV:
+#   dP = Om_U S + dS - S Om_V.
+# Diagonal: ds = Re(dP_ii), and Im(dP_ii) = s_i (Im Om_U_ii - Im Om_V_ii): only the difference of
+# the two phases is determined (the SVD's phase gauge U -> U e^{i theta}, V -> V e^{i theta}).
+# We put it all on U (Om_V_ii = 0), which is the convention JAX follows too.
+# Off the diagonal, adding dP S and its conjugate transpose (resp. S dP) gives
+#   Om_U = F o (dP S + S dP^H),  Om_V = F o (S dP + dP^H S),  F_ij = 1 / (s_j^2 - s_i^2), F_ii = 0.
+# Reduced non-square factors also move outside their span:
+#   m > n: dU += (I - U U^H) dA V S^-1 ;  n > m: dV += (I - V V^H) dA^H U S^-1.
+# For real matrices dP's diagonal is real and the phase term vanishes.
 
 
 def _svd_jvp(primals, tangents, *, full_matrices, compute_uv, subset_by_index, **params):
@@ -210,31 +240,33 @@ def _svd_jvp(primals, tangents, *, full_matrices, compute_uv, subset_by_index, *
     m, n = a.shape[-2:]
     if subset_by_index is not None and tuple(subset_by_index) != (0, min(m, n)):
         raise _unsupported("svd", f"subset_by_index={subset_by_index}")
-    if _is_complex(a):
-        raise _unsupported("svd", "complex matrices")
     if compute_uv and full_matrices and m != n:
         raise _unsupported("svd", f"full_matrices=True with non-square shape {a.shape}")
     s, u, vt = P.svd_p.bind(
         a, full_matrices=False, compute_uv=True, subset_by_index=subset_by_index, **params
     )
     v = _H(vt)
-    ds_mat = _mm(_H(u), _mm(da, v))
-    ds = _diag(ds_mat)
+    dp = _mm(_H(u), _mm(da, v))
+    ds = _diag(dp)
+    if _is_complex(ds):
+        ds = jnp.real(ds)
     if not compute_uv:
         return [s], [ds]
     s_row = s[..., None, :]
-    eye = _eye_like(ds_mat)
+    eye = _eye_like(dp)
     # F_ij = 1 / (s_j^2 - s_i^2) off the diagonal, 0 on it.
     f = 1 / (s_row**2 - _T(s_row) ** 2 + eye) - eye
-    ds_s = ds_mat * s_row  # dS diag(s)
-    s_ds = _T(s_row) * ds_mat  # diag(s) dS
-    du = _mm(u, f * (ds_s + _T(ds_s)))
-    dv = _mm(v, f * (s_ds + _T(s_ds)))
+    dp_s = dp * s_row  # dP diag(s)
+    s_dp = _T(s_row) * dp  # diag(s) dP
+    du = _mm(u, f * (dp_s + _H(dp_s)))
+    dv = _mm(v, f * (s_dp + _H(s_dp)))
+    if _is_complex(a):  # the phase: Om_U_ii = i Im(dP_ii) / s_i, Om_V_ii = 0
+        du = du + u * ((0.5 * (dp - _H(dp)) * eye) / s_row).sum(axis=-2, keepdims=True)
     if m > n:  # the part of dA outside span(U)
-        du = du + (_mm(da, v) - _mm(u, ds_mat)) / s_row
+        du = du + (_mm(da, v) - _mm(u, dp)) / s_row
     if n > m:  # the part of dA^H outside span(V)
-        dv = dv + (_mm(_T(da), u) - _mm(v, _T(ds_mat))) / s_row
-    return [s, u, vt], [ds, du, _T(dv)]
+        dv = dv + (_mm(_H(da), u) - _mm(v, _H(dp))) / s_row
+    return [s, u, vt], [ds, du, _H(dv)]
 
 
 jvp_rules[P.svd_p] = _svd_jvp
