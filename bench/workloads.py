@@ -253,11 +253,11 @@ def _other_chain_eager(n) -> dict:
         import torch
 
         xt = torch.tensor(x0)
-        ops = (torch.sin, lambda z: z * 1.001, torch.tanh, lambda z: z + 0.5)
+        torch_ops = (torch.sin, lambda z: z * 1.001, torch.tanh, lambda z: z + 0.5)
 
         def ft(z):
             for i in range(n):
-                z = ops[i % 4](z)
+                z = torch_ops[i % 4](z)
             return z.sum()
 
         out["PyTorch"] = lambda: torch.func.grad(ft)(xt)
@@ -265,11 +265,11 @@ def _other_chain_eager(n) -> dict:
         import autograd
         import autograd.numpy as anp
 
-        ops = (anp.sin, lambda z: z * 1.001, anp.tanh, lambda z: z + 0.5)
+        autograd_ops = (anp.sin, lambda z: z * 1.001, anp.tanh, lambda z: z + 0.5)
 
         def fa(z):
             for i in range(n):
-                z = ops[i % 4](z)
+                z = autograd_ops[i % 4](z)
             return anp.sum(z)
 
         ga = autograd.grad(fa)
@@ -358,7 +358,7 @@ def _tf_dense(params, vparams, xb, yb, a, x) -> dict:
     return out
 
 
-def _torch_dense(params, vparams, xb, yb, a, x) -> dict:  # pragma: no cover - not installed
+def _torch_dense(params, vparams, xb, yb, a, x) -> dict:
     import torch
     from torch.func import grad, hessian, jacfwd, jacrev, jvp
 
@@ -386,7 +386,7 @@ def _torch_dense(params, vparams, xb, yb, a, x) -> dict:  # pragma: no cover - n
     }
 
 
-def _autograd_dense(params, vparams, xb, yb, a, x) -> dict:  # pragma: no cover - not installed
+def _autograd_dense(params, vparams, xb, yb, a, x) -> dict:
     import autograd
     import autograd.numpy as anp
 
@@ -405,9 +405,17 @@ def _autograd_dense(params, vparams, xb, yb, a, x) -> dict:  # pragma: no cover 
 
     f = lambda z: anp.sum(anp.tanh(aa @ z) ** 2) + 0.1 * anp.sum(anp.sin(z) * z**2)
     g = lambda z: anp.tanh(aa @ z) * anp.sin(z)
+    # autograd.hessian_vector_product wants one array; the parameters are a list of them.
+    grad_loss = autograd.grad(loss)
+
+    def hvp(ps, vs):
+        return autograd.grad(
+            lambda q: sum(anp.sum(gi * vi) for gi, vi in zip(grad_loss(q), vs, strict=True))
+        )(ps)
+
     return {
         ("mlp grad", "eager"): lambda: autograd.grad(loss)(ap),
         ("hessian", "eager"): lambda: autograd.hessian(f)(ax),
         ("jacrev", "eager"): lambda: autograd.jacobian(g)(ax),
-        ("mlp hvp", "eager"): lambda: autograd.hessian_vector_product(loss)(ap, av),
+        ("mlp hvp", "eager"): lambda: hvp(ap, av),
     }
