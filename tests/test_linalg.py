@@ -224,13 +224,76 @@ def test_lu_wide_and_tall_finite_differences_and_second_order():
     np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-10)
 
 
+def _qr(mode):
+    return lambda a: jnp.linalg.qr(a, mode=mode)
+
+
+def _qr_gauge_invariant(a):
+    # A complete QR of a tall matrix fixes Q's trailing m - n columns only up to Q2 -> Q2 W (W
+    # unitary): JAX's tangent for them follows its Householder vectors, ours takes Q2^H dQ2 = 0.
+    # Compare what does not depend on that choice: Q1, R, the projector Q2 Q2^H and Q R.
+    q, r = jnp.linalg.qr(a, mode="complete")
+    n = a.shape[-1]
+    q2 = q[..., :, n:]
+    return q[..., :, :n], r, q2 @ jnp.conj(jnp.swapaxes(q2, -1, -2)), q @ r
+
+
 def test_qr():
     check_both_modes(jnp.linalg.qr, _rand(4, 4, seed=9))
     check_both_modes(jnp.linalg.qr, _rand(5, 3, seed=10))  # tall, reduced
     check_both_modes(jnp.linalg.qr, _rand(2, 4, 3, seed=11))  # batched
-    check_both_modes(jnp.linalg.qr, _rand(4, 3, dtype=np.complex128, seed=12), modes=("fwd",))
-    with pytest.raises(NotImplementedError, match="qr"):
-        T.jvp(jnp.linalg.qr, (_rand(2, 4),), (_rand(2, 4),))
+    check_both_modes(jnp.linalg.qr, _rand(4, 3, dtype=np.complex128, seed=12))
+    check_both_modes(_qr("complete"), _rand(4, 4, seed=13))  # square: complete is reduced
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_qr_wide(dtype):
+    for mode in ("reduced", "complete"):  # the same factorisation when m < n
+        check_both_modes(_qr(mode), _rand(3, 5, dtype=dtype, seed=40))
+        check_both_modes(_qr(mode), _rand(2, 2, 4, dtype=dtype, seed=41))  # batched
+    check_both_modes(_qr("r"), _rand(2, 6, dtype=dtype, seed=42))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_qr_tall_complete(dtype):
+    check_both_modes(_qr_gauge_invariant, _rand(5, 2, dtype=dtype, seed=43))
+    check_both_modes(_qr_gauge_invariant, _rand(3, 4, 2, dtype=dtype, seed=44))  # batched
+    check_both_modes(_qr("r"), _rand(5, 3, dtype=dtype, seed=45))
+    # Our gauge for the trailing columns: Q^H dQ is skew-Hermitian with a zero trailing block.
+    a, da = _rand(2, 5, 3, dtype=dtype, seed=46), _rand(2, 5, 3, dtype=dtype, seed=47)
+    (q, r), (dq, dr) = T.jvp(_qr("complete"), (a,), (da,))
+    omega = jnp.conj(jnp.swapaxes(q, -1, -2)) @ dq
+    _close(omega + jnp.conj(jnp.swapaxes(omega, -1, -2)), jnp.zeros_like(omega), 1e-12)
+    _close(omega[..., 3:, 3:], jnp.zeros((2, 2, 2)), 1e-12)
+    _close(dq @ r + q @ dr, da, 1e-12)
+    _close(dr, jnp.triu(dr), 0)
+
+
+def test_qr_finite_differences_and_pivoting_error():
+    w = _rand(3, 5, seed=48)
+    check_finite_differences(lambda a: jnp.sum(jnp.linalg.qr(a)[1] * w), _rand(3, 5, seed=49))
+    check_finite_differences(
+        lambda a: jnp.sum(jnp.sin(sum(jnp.sum(x * x) for x in _qr_gauge_invariant(a)[:3]))),
+        _rand(5, 3, seed=50),
+    )
+    with pytest.raises(NotImplementedError, match="qr.*pivoting"):
+        T.jvp(lambda a: lax.linalg.qr(a, pivoting=True), (_rand(3, 3),), (_rand(3, 3),))
+
+
+def test_qr_second_order():
+    w = _rand(3, 5, seed=51)
+
+    def wide(a):  # a scalar function of Q and R
+        q, r = jnp.linalg.qr(a)
+        return jnp.sum(jnp.sin(q)) + jnp.sum(r * w) * jnp.sum(q[0] ** 2)
+
+    def tall_complete(a):
+        q1, r, p, _ = _qr_gauge_invariant(a)
+        return jnp.sum(jnp.sin(q1)) * jnp.sum(r[:2] ** 2) + jnp.sum(jnp.cos(p))
+
+    for f, a in ((wide, _rand(3, 5, seed=52)), (tall_complete, _rand(4, 2, seed=53))):
+        ours, ref = jax.jit(lambda a, f=f: (T.hessian(f)(a), jax.hessian(f)(a)))(a)
+        np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-10)
 
 
 def test_eigh():

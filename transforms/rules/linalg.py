@@ -175,27 +175,54 @@ jvp_rules[P.lu_p] = _lu_jvp
 
 
 # --- qr: a = Q R ----------------------------------------------------------------------------------
+#
+# Shapes (k = min(m, n)): reduced Q is m×k, R is k×n; complete (full_matrices) Q is m×m, R is m×n.
+# Three cases, each reduced to the tall/square reduced one:
+#   m >= n, reduced   the core rule below.
+#   m < n             A = [X | Y], R = [U | V] with X, U the leading m×m blocks: X = Q U is a square
+#                     QR (core rule gives dQ, dU from dX), and Y = Q V gives dV = Q^H (dY - dQ V).
+#                     Reduced and complete coincide here.
+#   m > n, complete   Q = [Q1 | Q2], R = [R1; 0] with A = Q1 R1 the reduced QR (core rule gives dQ1,
+#                     dR1; dR keeps its zero rows). Q^H dQ skew-Hermitian fixes Q1^H dQ2 =
+#                     -(Q2^H dQ1)^H = -(Q2^H dA R1^-1)^H, but Q2 is only unique up to Q2 -> Q2 W
+#                     for unitary W, so Q2^H dQ2 is a free skew-Hermitian block: we take it to be 0,
+#                     i.e. dQ2 = -Q1 (Q2^H dA R1^-1)^H. (JAX follows its Householder vectors there
+#                     instead; everything gauge-invariant - Q1, R, Q2 Q2^H, Q R - agrees.)
 
 
-def _qr_jvp(primals, tangents, *, pivoting, full_matrices, **params):
-    (a,), (da,) = primals, tangents
-    if pivoting:
-        raise _unsupported("qr", "pivoting=True")
-    q, r = P.qr_p.bind(a, pivoting=pivoting, full_matrices=full_matrices, **params)
-    m, n = a.shape[-2:]
-    if m < n or (full_matrices and m > n):
-        raise _unsupported(
-            "qr", f"shape {a.shape} with full_matrices={full_matrices} (needs m >= n, reduced)"
-        )
-    # With C = Q^H dA R^-1: Q^H dQ = Ω is skew-Hermitian and dR R^-1 = C - Ω is upper triangular.
+def _qr_core_tangents(q, r, da):
+    # m >= n, reduced: Q m×n, R n×n. With C = Q^H dA R^-1: Q^H dQ = Ω is skew-Hermitian and
+    # dR R^-1 = C - Ω is upper triangular with a real diagonal (R's diagonal is real).
     da_rinv = lax.linalg.triangular_solve(r, da, left_side=False, lower=False)
     c = _mm(_H(q), da_rinv)
     low = jnp.tril(c, -1)
     omega = low - _H(low)
     if _is_complex(c):
         omega = omega + _eye_like(c) * (c - jnp.real(c))  # the imaginary diagonal of C
-    dq = _mm(q, omega - c) + da_rinv
+    dq = _mm(q, omega - c) + da_rinv  # = (I - Q Q^H) dA R^-1 + Q Ω
     dr = _mm(c - omega, r)
+    return dq, dr, da_rinv
+
+
+def _qr_jvp(primals, tangents, *, pivoting, full_matrices, **params):
+    (a,), (da,) = primals, tangents
+    if pivoting:
+        raise _unsupported(
+            "qr", "pivoting=True (differentiate qr(a[..., perm]) with the returned perm instead)"
+        )
+    q, r = P.qr_p.bind(a, pivoting=pivoting, full_matrices=full_matrices, **params)
+    m, n = a.shape[-2:]
+    if m < n:
+        dq, du, _ = _qr_core_tangents(q, r[..., :, :m], da[..., :, :m])
+        dv = _mm(_H(q), da[..., :, m:] - _mm(dq, r[..., :, m:]))
+        return [q, r], [dq, jnp.concatenate([du, dv], axis=-1)]
+    if full_matrices and m > n:
+        q1, q2, r1 = q[..., :, :n], q[..., :, n:], r[..., :n, :]
+        dq1, dr1, da_rinv = _qr_core_tangents(q1, r1, da)
+        dq2 = -_mm(q1, _H(_mm(_H(q2), da_rinv)))
+        dr = jnp.concatenate([dr1, jnp.zeros(r.shape[:-2] + (m - n, n), dr1.dtype)], axis=-2)
+        return [q, r], [jnp.concatenate([dq1, dq2], axis=-1), dr]
+    dq, dr, _ = _qr_core_tangents(q, r, da)
     return [q, r], [dq, dr]
 
 
