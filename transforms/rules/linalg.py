@@ -206,24 +206,33 @@ def _qr_core_tangents(q, r, da):
 
 def _qr_jvp(primals, tangents, *, pivoting, full_matrices, **params):
     (a,), (da,) = primals, tangents
+    outs = P.qr_p.bind(a, pivoting=pivoting, full_matrices=full_matrices, **params)
+    q, r = outs[:2]
     if pivoting:
-        raise _unsupported(
-            "qr", "pivoting=True (differentiate qr(a[..., perm]) with the returned perm instead)"
-        )
-    q, r = P.qr_p.bind(a, pivoting=pivoting, full_matrices=full_matrices, **params)
-    m, n = a.shape[-2:]
+        # a[..., p] = Q R, with the column permutation p piecewise constant in a: the tangents
+        # are those of the unpivoted QR of a[..., p] along da[..., p]; p's own is zero.
+        p = outs[2]
+        idx = jnp.broadcast_to(p[..., None, :], da.shape[:-1] + p.shape[-1:])
+        da = jnp.take_along_axis(da, idx, axis=-1)
+        dq, dr = _qr_tangents(q, r, da, full_matrices)
+        return [q, r, p], [dq, dr, Zero(tangent_aval(_aval(p)))]
+    return [q, r], _qr_tangents(q, r, da, full_matrices)
+
+
+def _qr_tangents(q, r, da, full_matrices):
+    m, n = da.shape[-2:]
     if m < n:
         dq, du, _ = _qr_core_tangents(q, r[..., :, :m], da[..., :, :m])
         dv = _mm(_H(q), da[..., :, m:] - _mm(dq, r[..., :, m:]))
-        return [q, r], [dq, jnp.concatenate([du, dv], axis=-1)]
+        return [dq, jnp.concatenate([du, dv], axis=-1)]
     if full_matrices and m > n:
         q1, q2, r1 = q[..., :, :n], q[..., :, n:], r[..., :n, :]
         dq1, dr1, da_rinv = _qr_core_tangents(q1, r1, da)
         dq2 = -_mm(q1, _H(_mm(_H(q2), da_rinv)))
         dr = jnp.concatenate([dr1, jnp.zeros(r.shape[:-2] + (m - n, n), dr1.dtype)], axis=-2)
-        return [q, r], [jnp.concatenate([dq1, dq2], axis=-1), dr]
+        return [jnp.concatenate([dq1, dq2], axis=-1), dr]
     dq, dr, _ = _qr_core_tangents(q, r, da)
-    return [q, r], [dq, dr]
+    return [dq, dr]
 
 
 jvp_rules[P.qr_p] = _qr_jvp
