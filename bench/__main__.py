@@ -13,6 +13,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Every library here runs its own worker threads. OpenMP (PyTorch) and OpenBLAS (NumPy, so
+# autograd) keep theirs spinning for a while after each call, which on a small machine steals
+# the cores from whichever implementation is timed next. Idle threads sleep instead; each
+# library still uses every core while it computes.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 HERE = Path(__file__).resolve().parent
 
@@ -93,7 +99,9 @@ def run(quick: bool = False, out: Path | None = None, others: bool = True, log=p
         "(`transforms` serves a cached, compiled derivative program keyed on the traced jaxpr).",
         "`build`: `jax.make_jaxpr` of the gradient, with transforms' program cache cleared before",
         "every call, so nothing is reused. TensorFlow's `jit` column is `tf.function`; its",
-        "`build` is tracing a fresh `tf.function` of the tape gradient.",
+        "`build` is tracing a fresh `tf.function` of the tape gradient. A short pause before",
+        "each timed call, and idle OpenMP/OpenBLAS threads that sleep rather than spin, keep",
+        "one library's worker threads from slowing the next one timed.",
         "",
         f"Targets met: {met} of {len(results)}.",
         "",

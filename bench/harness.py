@@ -49,6 +49,10 @@ def _to_array(x):
     return x
 
 
+# Before each timed call: lets the previous implementation's worker threads go idle.
+PAUSE_S = 0.003
+
+
 def time_case(case: Case, budget_s: float = 2.0, min_reps: int = 5, max_reps: int = 41) -> Result:
     """Median wall time of each implementation, runs interleaved in a rotating order.
 
@@ -59,6 +63,7 @@ def time_case(case: Case, budget_s: float = 2.0, min_reps: int = 5, max_reps: in
     first = {}
     for name in names:
         _block(case.impls[name]())  # warm-up: compile, fill caches
+        time.sleep(PAUSE_S)
         t0 = time.perf_counter()
         _block(case.impls[name]())
         first[name] = time.perf_counter() - t0
@@ -71,6 +76,7 @@ def time_case(case: Case, budget_s: float = 2.0, min_reps: int = 5, max_reps: in
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             thunk = case.impls[name]
+            time.sleep(PAUSE_S)
             t0 = time.perf_counter()
             _block(thunk())
             samples[name].append(time.perf_counter() - t0)
