@@ -191,6 +191,61 @@ def test_tridiagonal_solve_second_order_and_finite_differences():
     check_finite_differences(f, d)
 
 
+def _householder_product_by_updates(a, taus):
+    # The same Q = H_0 ... H_{k-1} (first n columns) written as jnp rank-one updates, for
+    # JAX's autodiff to differentiate: the oracle, since JAX has no rule for the primitive.
+    m, n = a.shape[-2:]
+    q = jnp.broadcast_to(jnp.eye(m, n, dtype=a.dtype), a.shape)
+    for i in reversed(range(taus.shape[-1])):
+        head = jnp.zeros(a.shape[:-2] + (i,), a.dtype)
+        one = jnp.ones(a.shape[:-2] + (1,), a.dtype)
+        v = jnp.concatenate([head, one, a[..., i + 1 :, i]], axis=-1)
+        w = jnp.einsum("...m,...mn->...n", jnp.conj(v), q)
+        q = q - taus[..., i, None, None] * v[..., :, None] * w[..., None, :]
+    return q
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_householder_product(dtype):
+    cases = [((5, 3), 3), ((5, 3), 2), ((2, 4, 4), 3)]  # tall, fewer reflectors, batched square
+    args = [
+        (_rand(*shape, dtype=dtype, seed=70 + i), _rand(*shape[:-2], k, dtype=dtype, seed=80 + i))
+        for i, (shape, k) in enumerate(cases)
+    ]
+    for a, taus in args:
+        _close(
+            lax.linalg.householder_product(a, taus), _householder_product_by_updates(a, taus), 1e-12
+        )
+    tangents, ct = _like(args, seed=90), _like([a for a, _ in args], seed=95)
+
+    def ours(args, tangents, ct):
+        f = lambda *flat: [lax.linalg.householder_product(*p) for p in zip(flat[::2], flat[1::2])]
+        flat, flat_t = [x for p in args for x in p], [x for p in tangents for x in p]
+        return T.jvp(f, flat, flat_t)[1], T.vjp(f, *flat)[1](ct)
+
+    def ref(args, tangents, ct):
+        f = lambda *flat: [_householder_product_by_updates(*p) for p in zip(flat[::2], flat[1::2])]
+        flat, flat_t = [x for p in args for x in p], [x for p in tangents for x in p]
+        return jax.jvp(f, flat, flat_t)[1], jax.vjp(f, *flat)[1](ct)
+
+    _close(ours(args, tangents, ct), ref(args, tangents, ct), 1e-10)
+
+
+def test_householder_product_finite_differences_and_second_order():
+    taus = _rand(3, seed=99)
+
+    def f(a):
+        return jnp.sum(jnp.sin(lax.linalg.householder_product(a, taus)))
+
+    a = _rand(5, 3, seed=98)
+    check_finite_differences(f, a)
+    _close(
+        T.hessian(f)(a),
+        jax.hessian(lambda a: jnp.sum(jnp.sin(_householder_product_by_updates(a, taus))))(a),
+        1e-9,
+    )
+
+
 def test_lu_factor_and_zero_tangents_of_pivots():
     a = _well_conditioned(4, 8)
     check_both_modes(lambda a: lax.linalg.lu(a)[0], a)

@@ -105,7 +105,6 @@ REASONS: dict[str, str] = {
     "lu_pivots_to_permutation": "integer-only (permutation)",
     "schur": _NYI_LINALG + " (JAX has no rule either)",
     "hessenberg": _NYI_LINALG + " (JAX has no rule either)",
-    "householder_product": _NYI_LINALG,
     "tridiagonal": _NYI_LINALG + " (JAX has no rule either)",
     "reduce": (
         "forward mode only (as in JAX): a custom reducer's reduction order is XLA's choice, so "

@@ -1,5 +1,5 @@
 """Linear algebra: cholesky, triangular_solve, lu, qr, eigh, svd, eig, custom_linear_solve,
-tridiagonal_solve.
+tridiagonal_solve, householder_product.
 
 Each JVP is the matrix-calculus identity written with the factorisation's own outputs, and is
 linear in the input tangent (coefficients are computed from primals only), so reverse mode comes
@@ -484,3 +484,49 @@ def _tridiagonal_solve_transpose(ct, dl, d, du, b, **params):
 
 jvp_rules[P.tridiagonal_solve_p] = _tridiagonal_solve_jvp
 transpose_rules[P.tridiagonal_solve_p] = _tridiagonal_solve_transpose
+
+
+# --- householder_product: Q = H_0 H_1 ... H_{k-1}, first n columns -------------------------------
+# H_i = I - tau_i v_i v_i^H with v_i = (0, ..., 0, 1, a[i+1:, i]) (LAPACK's orgqr/ungqr). JAX has
+# no rule. Applied right to left to the first n columns of I, Q is a sequence of rank-one
+# updates Q <- Q - tau_i v_i (v_i^H Q); differentiating each update gives the tangent, built from
+# products and slices only, so reverse mode comes from transposing them.
+
+
+def _householder_vector(a, i):
+    m = a.shape[-2]
+    head = jnp.zeros(a.shape[:-2] + (i,), a.dtype)
+    one = jnp.ones(a.shape[:-2] + (1,), a.dtype)
+    return jnp.concatenate([head, one, a[..., i + 1 : m, i]], axis=-1)
+
+
+def _householder_product_jvp(primals, tangents, **params):
+    a, taus = primals
+    da, dtaus = (instantiate(t) for t in tangents)
+    q = P.householder_product_p.bind(a, taus, **params)
+    m, n = a.shape[-2:]
+    dv_zero = jnp.zeros(a.shape[:-2] + (1,), a.dtype)
+    qi = jnp.broadcast_to(jnp.eye(m, n, dtype=a.dtype), a.shape)  # Q after updates i+1..k-1
+    dq = jnp.zeros_like(qi)
+    for i in reversed(range(taus.shape[-1])):
+        v = _householder_vector(a, i)
+        dv = jnp.concatenate(
+            [jnp.zeros(a.shape[:-2] + (i,), a.dtype), dv_zero, da[..., i + 1 : m, i]], axis=-1
+        )
+        tau, dtau = taus[..., i, None, None], dtaus[..., i, None, None]
+        w = jnp.einsum("...m,...mn->...n", jnp.conj(v), qi)  # v^H Q
+        dw = jnp.einsum("...m,...mn->...n", jnp.conj(dv), qi) + jnp.einsum(
+            "...m,...mn->...n", jnp.conj(v), dq
+        )
+        outer = v[..., :, None] * w[..., None, :]
+        # d(Q - tau v w) = dQ - dtau v w - tau (dv w + v dw)
+        dq = (
+            dq
+            - dtau * outer
+            - tau * (dv[..., :, None] * w[..., None, :] + v[..., :, None] * dw[..., None, :])
+        )
+        qi = qi - tau * outer
+    return q, dq
+
+
+jvp_rules[P.householder_product_p] = _householder_product_jvp
