@@ -10,7 +10,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import numpy as np
@@ -23,10 +23,20 @@ class Result:
     case: Case
     medians: dict[str, float]  # seconds
     reps: int
+    samples: dict[str, list[float]] = field(default_factory=dict)  # seconds, one per round
 
     @property
     def ratio(self) -> float:
-        return self.medians["transforms"] / self.medians["JAX"]
+        """transforms / JAX: the median of the per-round ratios.
+
+        Each round times both back to back, so a round's ratio is measured under one machine
+        load; on a shared machine whose speed drifts between rounds, the median of those paired
+        ratios is steadier than the ratio of the two medians.
+        """
+        ours, ref = self.samples.get("transforms"), self.samples.get("JAX")
+        if not ours or not ref or len(ours) != len(ref):
+            return self.medians["transforms"] / self.medians["JAX"]
+        return statistics.median(a / b for a, b in zip(ours, ref, strict=True))
 
     @property
     def met(self) -> bool:
@@ -53,6 +63,15 @@ def _to_array(x):
 PAUSE_S = 0.003
 
 
+def _round_order(names: list[str], r: int) -> list[str]:
+    """Round `r`'s order: transforms and JAX back to back (taking turns to go first), and the
+    other libraries rotated around them, so no implementation always follows the same one."""
+    pair = ["transforms", "JAX"] if r % 2 == 0 else ["JAX", "transforms"]
+    units = [pair, *([n] for n in names if n not in pair)]
+    k = r % len(units)
+    return [n for unit in units[k:] + units[:k] for n in unit]
+
+
 def time_case(case: Case, budget_s: float = 2.0, min_reps: int = 5, max_reps: int = 41) -> Result:
     """Median wall time of each implementation, runs interleaved in a rotating order.
 
@@ -73,14 +92,13 @@ def time_case(case: Case, budget_s: float = 2.0, min_reps: int = 5, max_reps: in
     reps = int(min(max_reps, max(min_reps, budget_s / max(per_round, 1e-9))))
     samples: dict[str, list[float]] = {name: [first[name]] for name in names}
     for r in range(reps - 1):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
+        for name in _round_order(names, r):
             thunk = case.impls[name]
             time.sleep(PAUSE_S)
             t0 = time.perf_counter()
             _block(thunk())
             samples[name].append(time.perf_counter() - t0)
-    return Result(case, {n: statistics.median(s) for n, s in samples.items()}, reps)
+    return Result(case, {n: statistics.median(s) for n, s in samples.items()}, reps, samples)
 
 
 def fitted_exponent(sizes: Sequence[float], times: Sequence[float]) -> float:

@@ -56,6 +56,25 @@ def test_deep_chain_both_modes():
     np.testing.assert_allclose(pullback(1.0)[0], d_ref, rtol=1e-10)
 
 
+def test_long_programs_run_op_by_op_match_jax():
+    # Past engine.MAX_FUSED_EQNS the derivative program runs op by op, each primitive's
+    # implementation called directly: literals (typed host arrays), several dtypes of op, and
+    # integer-valued ops along the way; twice, since the second call is the cached program.
+    ops = (jnp.sin, lambda x: x * 1.01, jnp.tanh, lambda x: x + 0.5, lambda x: x - jnp.floor(x))
+
+    def f(x):
+        for i in range(2500):
+            x = ops[i % len(ops)](x)
+        return jnp.sum(x**2)
+
+    x = jnp.linspace(0.1, 0.9, 4)
+    expected = jax.grad(f)(x)
+    for _ in range(2):
+        np.testing.assert_allclose(T.grad(f)(x), expected, rtol=1e-12)
+    _, tangent = T.jvp(f, (x,), (jnp.ones(4),))
+    np.testing.assert_allclose(tangent, jnp.sum(expected), rtol=1e-12)
+
+
 def test_deep_chain_is_linear_time():
     def transform_time(n):
         # Trace-only (no XLA): the time is the engine's own (JVP, partial eval, transpose).
