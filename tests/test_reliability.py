@@ -37,10 +37,10 @@ def sin_chain_derivative(n, x):
 
 
 # The 100,000-equation chain itself is measured by `python -m bench.deep` (each size in a fresh
-# process; bench/results/deep.md). 2026-11-30, quiet 2-core box: eager grad 0.37, 0.41 and
-# 0.42 ms per equation at 10k, 30k and 100k equations (fitted exponent 1.06), eager jvp
-# 0.40, 0.33 and 0.30 ms (0.88); derivatives match the chain rule. Here: a smaller chain,
-# and the scaling of the build (the engine's own passes) in the next test.
+# process; bench/results/deep.md). 2026-11-30, 2-core box: eager grad 0.42, 0.37 and 0.32 ms
+# per equation at 10k, 30k and 100k equations (fitted exponent 0.88), eager jvp 0.48, 0.42 and
+# 0.38 ms (0.90); derivatives match the chain rule. Here: a smaller chain, and the scaling of
+# the build (the engine's own passes) in the next test.
 def test_deep_chain_both_modes():
     # 3,000 user equations: derivative programs of ~9,000 equations, far past any recursion
     # limit and past MAX_COMPILED_EQNS, so this also runs the op-by-op path.
