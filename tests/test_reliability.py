@@ -75,6 +75,24 @@ def test_long_programs_run_op_by_op_match_jax():
     np.testing.assert_allclose(tangent, jnp.sum(expected), rtol=1e-12)
 
 
+def test_whole_transforms_of_long_functions_compile_from_their_second_call():
+    # Compiling a Jacobian program of a long function costs XLA more than running it once, so
+    # the first eager call runs it directly and the second compiles it; all three agree.
+    def f(x):
+        for i in range(700):
+            x = jnp.sin(x) if i % 2 else x * 1.01
+        return x
+
+    x = jnp.linspace(0.1, 0.9, 3)
+    expected = jax.jacrev(f)(x)
+    jac = T.jacrev(f)
+    compiled_before = sum(k[0] == "compiled" for k in engine._programs.data)
+    for call in range(3):
+        np.testing.assert_allclose(jac(x), expected, rtol=1e-12)
+        compiled = sum(k[0] == "compiled" for k in engine._programs.data) - compiled_before
+        assert compiled == (0 if call == 0 else 1), (call, compiled)
+
+
 def test_deep_chain_is_linear_time():
     def transform_time(n):
         # Trace-only (no XLA): the time is the engine's own (JVP, partial eval, transpose).
