@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 from jax.extend.core import ClosedJaxpr
@@ -69,18 +69,27 @@ MAX_COMPILED_EQNS = 2000
 MAX_FUSED_EQNS = 6000
 
 
-def _compile_whole(prog) -> bool:
-    """Whether to run `prog`'s whole (fused, one-output-set) form compiled on this call.
+def _compile_now(n_eqns: int, key) -> bool:
+    """Whether to compile a derivative program of `n_eqns` equations, cached under `key`, now.
 
-    Past MAX_COMPILED_EQNS compiling costs more than one op-by-op run, so it waits for the
-    second call: a program called once never pays for it.
+    Short ones always; past MAX_COMPILED_EQNS compiling costs more than one op-by-op run, so it
+    waits for the program's second call (a program called once never pays for it); past
+    MAX_FUSED_EQNS never.
     """
-    if prog.key is None or prog.n_eqns > MAX_FUSED_EQNS:
+    if key is None or n_eqns > MAX_FUSED_EQNS:
         return False
-    if prog.n_eqns <= MAX_COMPILED_EQNS:
+    if n_eqns <= MAX_COMPILED_EQNS:
         return True
-    seen, prog.seen[0] = prog.seen[0], True
-    return seen
+    seen_key = ("seen", key)
+    if _programs.get(seen_key) is None:
+        _programs.put(seen_key, True)
+        return False
+    return True
+
+
+def _compile_whole(prog) -> bool:
+    """Whether to run `prog`'s whole (fused) form compiled on this call."""
+    return _compile_now(prog.n_eqns, prog.key)
 
 
 def clear_caches() -> None:
@@ -101,7 +110,6 @@ class JVPProgram:
     out_nonzeros: tuple[bool, ...]
     key: tuple | None  # None when the program could not be keyed: never compiled
     n_eqns: int
-    seen: list = field(default_factory=lambda: [False], compare=False)  # called before?
 
 
 def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
@@ -207,7 +215,6 @@ class Linearized:
     tangent_outs: tuple[int, ...]  # which outputs have a (possibly) nonzero tangent
     key: tuple | None  # None when the program could not be keyed: never compiled
     n_eqns: int
-    seen: list = field(default_factory=lambda: [False], compare=False)  # called before?
 
     @property
     def cached(self) -> bool:
@@ -381,20 +388,10 @@ def _compile_whole_transform(tag, closed: ClosedJaxpr, key) -> bool:
 
     XLA takes far longer to compile a whole transform of a long function than to run it once:
     a 1,500-op chain's Hessian compiles in 104 s and runs directly in 4. The derivative program
-    is a few times the function's length (a Hessian twice a Jacobian's); like whole gradients,
-    those past MAX_COMPILED_EQNS compile from their second call, and past MAX_FUSED_EQNS never.
+    is a few times the function's length (a Hessian twice a Jacobian's).
     """
     name = tag[0][0] if isinstance(tag[0], tuple) else tag[0]
-    estimate = len(closed.jaxpr.eqns) * (6 if name == "hessian" else 3)
-    if estimate <= MAX_COMPILED_EQNS:
-        return True
-    if estimate > MAX_FUSED_EQNS:
-        return False
-    seen_key = ("seen", key)
-    if _programs.get(seen_key) is None:
-        _programs.put(seen_key, True)
-        return False
-    return True
+    return _compile_now(len(closed.jaxpr.eqns) * (6 if name == "hessian" else 3), key)
 
 
 def zeros_for(avals) -> list:

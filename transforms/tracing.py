@@ -67,11 +67,6 @@ def trace_flat(fun, in_tree, avals_flat) -> tuple[ClosedJaxpr, tree_util.PyTreeD
     return closed, out_tree_box[-1]
 
 
-def trace_jaxpr_fn(fn, avals_flat) -> ClosedJaxpr:
-    """Trace a flat function of arrays (an interpreter run) to a closed jaxpr."""
-    return trace_to_closed(fn, avals_flat)
-
-
 def trace_to_closed(fn, structs) -> ClosedJaxpr:
     """`jax.make_jaxpr(fn)(*structs)` for a flat function of `ShapeDtypeStruct`s, faster.
 

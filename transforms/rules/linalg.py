@@ -437,21 +437,23 @@ transpose_rules[P.linear_solve_p] = _linear_solve_transpose
 # By LAPACK's convention dl[..., 0] and du[..., -1] lie outside the matrix and are never read.
 
 
-def _shift_down(x):
-    """y[i] = x[i-1] along the row axis (-2), y[0] = 0."""
-    return jnp.concatenate([jnp.zeros_like(x[..., :1, :]), x[..., :-1, :]], axis=-2)
-
-
-def _shift_up(x):
-    """y[i] = x[i+1] along the row axis (-2), y[-1] = 0."""
-    return jnp.concatenate([x[..., 1:, :], jnp.zeros_like(x[..., :1, :])], axis=-2)
+def _shift(x, by: int, axis: int):
+    """x moved `by` places along `axis` (+1: y[i] = x[i-1]; -1: y[i] = x[i+1]), zero-filled."""
+    x = jnp.moveaxis(x, axis, -1)
+    pad = jnp.zeros_like(x[..., :1])
+    y = jnp.concatenate([pad, x[..., :-1]] if by > 0 else [x[..., 1:], pad], axis=-1)
+    return jnp.moveaxis(y, -1, axis)
 
 
 def _tridiagonal_matmul(dl, d, du, x):
     # (A x)_i = dl_i x_{i-1} + d_i x_i + du_i x_{i+1}; a Zero diagonal contributes nothing.
     terms = [
         diag[..., None] * shifted(x)
-        for diag, shifted in ((dl, _shift_down), (d, lambda v: v), (du, _shift_up))
+        for diag, shifted in (
+            (dl, lambda v: _shift(v, 1, -2)),
+            (d, lambda v: v),
+            (du, lambda v: _shift(v, -1, -2)),
+        )
         if type(diag) is not Zero
     ]
     return sum(terms[1:], terms[0])
@@ -477,8 +479,7 @@ def _tridiagonal_solve_transpose(ct, dl, d, du, b, **params):
         return [None] * 4
     # x = A^-1 b  =>  ct_b = A^-T ct. A^T is tridiagonal too: its sub-diagonal is A's
     # super-diagonal moved down one row, its super-diagonal A's sub-diagonal moved up one.
-    dl_t = jnp.concatenate([jnp.zeros_like(du[..., :1]), du[..., :-1]], axis=-1)
-    du_t = jnp.concatenate([dl[..., 1:], jnp.zeros_like(dl[..., :1])], axis=-1)
+    dl_t, du_t = _shift(du, 1, -1), _shift(dl, -1, -1)
     return [None, None, None, P.tridiagonal_solve_p.bind(dl_t, d, du_t, ct, **params)]
 
 
@@ -493,11 +494,11 @@ transpose_rules[P.tridiagonal_solve_p] = _tridiagonal_solve_transpose
 # products and slices only, so reverse mode comes from transposing them.
 
 
-def _householder_vector(a, i):
-    m = a.shape[-2]
+def _householder_vector(a, i, lead):
+    """(0, ..., 0, lead, a[i+1:, i]): v_i with lead 1, its tangent from da with lead 0."""
     head = jnp.zeros(a.shape[:-2] + (i,), a.dtype)
-    one = jnp.ones(a.shape[:-2] + (1,), a.dtype)
-    return jnp.concatenate([head, one, a[..., i + 1 : m, i]], axis=-1)
+    lead = jnp.full(a.shape[:-2] + (1,), lead, a.dtype)
+    return jnp.concatenate([head, lead, a[..., i + 1 :, i]], axis=-1)
 
 
 def _householder_product_jvp(primals, tangents, **params):
@@ -505,14 +506,10 @@ def _householder_product_jvp(primals, tangents, **params):
     da, dtaus = (instantiate(t) for t in tangents)
     q = P.householder_product_p.bind(a, taus, **params)
     m, n = a.shape[-2:]
-    dv_zero = jnp.zeros(a.shape[:-2] + (1,), a.dtype)
     qi = jnp.broadcast_to(jnp.eye(m, n, dtype=a.dtype), a.shape)  # Q after updates i+1..k-1
     dq = jnp.zeros_like(qi)
     for i in reversed(range(taus.shape[-1])):
-        v = _householder_vector(a, i)
-        dv = jnp.concatenate(
-            [jnp.zeros(a.shape[:-2] + (i,), a.dtype), dv_zero, da[..., i + 1 : m, i]], axis=-1
-        )
+        v, dv = _householder_vector(a, i, 1), _householder_vector(da, i, 0)
         tau, dtau = taus[..., i, None, None], dtaus[..., i, None, None]
         w = jnp.einsum("...m,...mn->...n", jnp.conj(v), qi)  # v^H Q
         dw = jnp.einsum("...m,...mn->...n", jnp.conj(dv), qi) + jnp.einsum(
