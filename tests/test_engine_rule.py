@@ -34,3 +34,15 @@ def test_forbidden_pattern_catches_uses():
         assert FORBIDDEN.search(bad), bad
     for ok in ["transforms.grad(f)", "jax.jit(f)", "jax.make_jaxpr(f)"]:
         assert not FORBIDDEN.search(ok), ok
+
+
+def test_private_jax_modules_behind_one_module():
+    # A new JAX release should be a change in one file: every `jax._src` use lives in _jax.py.
+    hits = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.name == "_jax.py" and path.parent == ROOT:
+            continue
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if "jax._src" in line.split("#", 1)[0]:
+                hits.append(f"{path.relative_to(ROOT.parent)}:{lineno}: {line.strip()}")
+    assert not hits, "private JAX modules used outside transforms/_jax.py:\n" + "\n".join(hits)

@@ -20,9 +20,10 @@ import os
 
 import jax
 import numpy as np
-from jax._src import source_info_util
 from jax.extend.core import ClosedJaxpr
 from jax.extend.core import primitives as P
+
+from ._jax import source_info_util
 
 ENABLED = False  # read on every equation by the interpreters; set through `debug_nans`
 

@@ -14,10 +14,9 @@ from typing import Any
 from jax.extend.core import Jaxpr, Literal
 
 from . import debug as _debug
-
-from jax._src import core as _core  # noqa: E402  isort: skip
-from jax._src.array import ArrayImpl as _ArrayImpl  # noqa: E402  isort: skip
-from jax._src.literals import TypedNdArray as _TypedNdArray  # noqa: E402  isort: skip
+from ._jax import ArrayImpl as _ArrayImpl
+from ._jax import TypedNdArray as _TypedNdArray
+from ._jax import core as _core
 
 
 class Env:

@@ -8,14 +8,13 @@ from jax import tree_util
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 from jax.sharding import AxisType
 
+# The tracer itself: JAX's private modules, all behind `_jax`.
+from ._jax import api_util as _api_util
+from ._jax import core as _core
+from ._jax import linear_util as _lu
+from ._jax import mesh as _mesh_lib
+from ._jax import partial_eval as _pe
 from .errors import TracedControlFlowError
-
-# The tracer itself: private modules, pinned by the supported JAX range (pyproject.toml).
-from jax._src import api_util as _api_util  # noqa: E402  isort: skip
-from jax._src import core as _core  # noqa: E402  isort: skip
-from jax._src import linear_util as _lu  # noqa: E402  isort: skip
-from jax._src import mesh as _mesh_lib  # noqa: E402  isort: skip
-from jax._src.interpreters import partial_eval as _pe  # noqa: E402  isort: skip
 
 
 def shape_dtype(x):

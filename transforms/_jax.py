@@ -1,0 +1,22 @@
+"""Every use of JAX's private modules (`jax._src`) in the package goes through this module.
+
+The engine reads jaxprs and drives JAX's tracer, which public `jax.extend` does not fully
+expose. Keeping the private imports here makes a new JAX release a change in one file; the
+supported range is pinned in pyproject.toml and tested.
+"""
+
+from jax._src import api_util, core, linear_util, mesh, source_info_util
+from jax._src.array import ArrayImpl
+from jax._src.interpreters import partial_eval
+from jax._src.literals import TypedNdArray
+
+__all__ = [
+    "ArrayImpl",
+    "TypedNdArray",
+    "api_util",
+    "core",
+    "linear_util",
+    "mesh",
+    "partial_eval",
+    "source_info_util",
+]
