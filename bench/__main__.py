@@ -81,9 +81,10 @@ def run(quick: bool = False, out: Path | None = None, others: bool = True, log=p
     res_ours = harness.residual_bytes_ours(workloads.mlp_loss, params, xb, yb)
     res_jax = harness.residual_bytes_jax(workloads.mlp_loss, params, xb, yb)
 
-    from . import compiled
+    from . import cold, compiled
 
     compiled_rows = compiled.rows(quick, budget, log=log)
+    cold_rows = cold.rows(quick, log=log)
 
     plot = plot_dir / "scaling.png"
     harness.plot_scaling(results, str(plot))
@@ -128,6 +129,7 @@ def run(quick: bool = False, out: Path | None = None, others: bool = True, log=p
         *harness.compiled_sizes(results),
         "",
         *compiled.markdown(compiled_rows),
+        *cold.markdown(cold_rows),
         "## Scaling with program size",
         "",
         "Fitted exponent k of time ∝ n^k over the chain lengths (1.0 is linear):",

@@ -18,6 +18,7 @@ import jax
 from jax.extend.core import ClosedJaxpr
 
 from . import debug as _debug
+from . import tiered as _tiered
 from .interpreter import eval_jaxpr
 from .jvp import differentiation_mode, jvp_eval
 from .partial_eval import Split, partial_eval
@@ -70,21 +71,13 @@ MAX_FUSED_EQNS = 6000
 
 
 def _compile_now(n_eqns: int, key) -> bool:
-    """Whether to compile a derivative program of `n_eqns` equations, cached under `key`, now.
+    """Whether a derivative program of `n_eqns` equations, cached under `key`, may be compiled.
 
-    Short ones always; past MAX_COMPILED_EQNS compiling costs more than one op-by-op run, so it
-    waits for the program's second call (a program called once never pays for it); past
-    MAX_FUSED_EQNS never.
+    Past MAX_FUSED_EQNS never: compiling costs more than any number of op-by-op runs is likely
+    to save. Below it the program is compiled in tiers (`tiered`): op by op at first, compiled
+    in the background once it has been called again.
     """
-    if key is None or n_eqns > MAX_FUSED_EQNS:
-        return False
-    if n_eqns <= MAX_COMPILED_EQNS:
-        return True
-    seen_key = ("seen", key)
-    if _programs.get(seen_key) is None:
-        _programs.put(seen_key, True)
-        return False
-    return True
+    return key is not None and n_eqns <= MAX_FUSED_EQNS
 
 
 def _compile_whole(prog) -> bool:
@@ -144,6 +137,27 @@ def jvp_program(closed: ClosedJaxpr, nonzeros: tuple[bool, ...]) -> JVPProgram:
     return _programs.put(key, JVPProgram(traced, out_nz_box[-1], key, len(traced.jaxpr.eqns)))
 
 
+def _as_arrays(values):
+    # Python scalars and NumPy arrays as JAX arrays (weak types kept), as a jitted call sees them.
+    return [
+        v if type(v) is Zero or isinstance(v, jax.Array) else jax.numpy.asarray(v) for v in values
+    ]
+
+
+def _first_sighting(closed: ClosedJaxpr, nonzeros) -> bool:
+    """True the first time a keyable program is met under the tiered policy (then remembered)."""
+    if _tiered.get_policy() != "tiered":
+        return False
+    key = closed_key(closed)
+    if key is None:
+        return False
+    seen = ("seen", key, nonzeros)
+    if _programs.get(seen) is not None or _programs.get(("jvp", key, nonzeros, False)):
+        return False
+    _programs.put(seen, True)
+    return True
+
+
 def _sds(aval):
     return aval_struct(aval)
 
@@ -154,10 +168,14 @@ def jvp_flat(closed: ClosedJaxpr, primals: Sequence, tangents: Sequence):
     with differentiation_mode("forward"):
         if not _is_eager(closed, primals, tangents):
             return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
+        if not _debug.ENABLED and _first_sighting(closed, nonzeros):
+            # Building the JVP program costs as much as evaluating the JVP once: a function
+            # met for the first time is evaluated directly, as JAX does.
+            return jvp_eval(closed.jaxpr, closed.consts, _as_arrays(primals), _as_arrays(tangents))
         prog = jvp_program(closed, nonzeros)
         if not (_compile_whole(prog) or _debug.ENABLED):
             return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
-    compiled = _compiled("jvp", prog, None, lambda: jax.jit(_eval_closed(prog.jaxpr)))
+    compiled = _compiled("jvp", prog, None, lambda: _eval_closed(prog.jaxpr))
     nz_tangents = [t for t in tangents if type(t) is not Zero]
     flat = compiled(*closed.consts, *primals, *nz_tangents)
     n_out = len(closed.jaxpr.outvars)
@@ -184,17 +202,18 @@ _STAGES = {
 
 
 def _compiled(tag: str, program, extra, make):
-    """The jitted function for `program` (a cached derivative program object), built once.
+    """The tiered executor of `make()` (a function of arrays) for `program`, built once.
 
     Keyed on the program object's identity; the object itself is cached structurally, so equal
-    traced programs share one compiled function.
+    traced programs share one executor (op by op at first, compiled once it has proved to be
+    called again: `tiered`).
     """
     if _debug.ENABLED:  # not compiled: traced with attribution and run op by op, checked
-        return _debug.checked(make(), _STAGES.get(tag, tag))
+        return _debug.checked(jax.jit(make()), _STAGES.get(tag, tag))
     key = (tag, id(program), extra)
     entry = _compiled_cache.get(key)
     if entry is None or entry[0] is not program:
-        entry = _compiled_cache.put(key, (program, make()))
+        entry = _compiled_cache.put(key, (program, _tiered.Tiered(make())))
     return entry[1]
 
 
@@ -256,7 +275,7 @@ def linearize_flat(closed: ClosedJaxpr, primals: Sequence, nonzeros: tuple[bool,
     lin = linearize_program(closed, nonzeros)
     known = lin.split.known
     if (lin.cached or _debug.ENABLED) and _is_eager(closed, primals):
-        compiled = _compiled("fwd", lin, None, lambda: jax.jit(_eval_closed(known)))
+        compiled = _compiled("fwd", lin, None, lambda: _eval_closed(known))
         flat = compiled(*closed.consts, *primals)
     else:
         flat = eval_jaxpr(known.jaxpr, known.consts, *closed.consts, *primals)
@@ -269,9 +288,7 @@ def apply_linear(lin: Linearized, residuals: Sequence, nz_tangents: Sequence) ->
     if not (lin.cached or _debug.ENABLED) or any_tracer(residuals) or any_tracer(nz_tangents):
         outs = eval_jaxpr(linear, [], *residuals, *nz_tangents)
     else:
-        compiled = _compiled(
-            "lin", lin, None, lambda: jax.jit(lambda *a: eval_jaxpr(linear, [], *a))
-        )
+        compiled = _compiled("lin", lin, None, lambda: lambda *a: eval_jaxpr(linear, [], *a))
         outs = compiled(*residuals, *nz_tangents)
     result: list = [None] * lin.n_outs
     for i, t in zip(lin.tangent_outs, outs, strict=True):
@@ -308,7 +325,7 @@ def transpose_linear(lin: Linearized, residuals: Sequence, cts: Sequence) -> lis
         outs = run(residuals, [next(it) if p else None for p in present])
         return [instantiate(o) for o in outs]
 
-    compiled = _compiled("bwd", lin, present, lambda: jax.jit(compiled_run))
+    compiled = _compiled("bwd", lin, present, lambda: compiled_run)
     return compiled(list(residuals), [c for c in cts_lin if c is not None])
 
 
@@ -343,7 +360,7 @@ def value_and_grad_flat(
         grads = backward_pass(linear, [], residuals, mask, cts_lin)
         return outs, [instantiate(g) for g in grads]
 
-    compiled = _compiled("grad", lin, present, lambda: jax.jit(program))
+    compiled = _compiled("grad", lin, present, lambda: program)
     return compiled(list(closed.consts), list(primals), [s for s in seed if s is not None])
 
 
@@ -379,8 +396,12 @@ def run_compiled(tag, closed: ClosedJaxpr, program, args_flat: Sequence, extra_f
             name = tag[0][0] if isinstance(tag[0], tuple) else tag[0]
             fn = _debug.checked(jax.jit(compiled), f"{name} (whole transform)")
         else:
-            fn = _programs.put(key, jax.jit(compiled))
-    return fn(list(closed.consts), list(args_flat), list(extra_flat))
+            fn = _programs.put(key, _tiered.Tiered(compiled))
+    args = (list(closed.consts), list(args_flat), list(extra_flat))
+    if isinstance(fn, _tiered.Tiered):
+        # Until it is compiled, the caller's direct path runs the transform op by op.
+        return fn.call_or(lambda: MISS, args)
+    return fn(*args)
 
 
 def _compile_whole_transform(tag, closed: ClosedJaxpr, key) -> bool:
