@@ -119,6 +119,30 @@ def test_structurally_equal_functions_share_one_program():
     assert len(engine._programs.data) == m
 
 
+def test_a_python_float_that_changes_every_step_reuses_one_program():
+    # A loss over a schedule (`0.99 ** step`) traces to a new literal every step. Literals are
+    # hoisted into constants, which compiled programs take as inputs: one program serves all
+    # 200 steps, with every step's value.
+    from transforms import tiered
+
+    w = jnp.array([0.3, -0.2, 0.5])
+    before = set(engine._compiled_cache.data)
+    for step in range(200):
+        decay = 0.99**step
+
+        def loss(w):
+            return jnp.sum(jnp.tanh(w * decay) ** 2) * decay  # noqa: B023 - this step's value
+
+        g = T.grad(loss)(w)
+        if step % 50 == 0 or step == 199:
+            tiered.wait(timeout=120)
+            np.testing.assert_allclose(g, jax.grad(loss)(w), rtol=1e-12)
+    new = [k for k in engine._compiled_cache.data if k not in before]
+    assert len(new) <= 2, new
+    executors = [engine._compiled_cache.data[k][1] for k in new]
+    assert any(e.compiled is not None for e in executors)  # and it got compiled
+
+
 @pytest.mark.parametrize("api", APIS)
 def test_eager_and_jit_agree(api):
     f = lambda x: jnp.sum(jnp.exp(jnp.sin(x)) * x[::-1]) + x[0] * x[1] * x[2]
@@ -214,5 +238,7 @@ def test_bench_harness_smoke(tmp_path, monkeypatch):
     assert "| mlp grad | jit |" in text and "| mlp hvp | eager |" in text
     assert "| chain | build |" in text
     assert "Fitted exponent" in text and "residuals kept" in text
+    assert "## Compiled gradients" in text and "| transformer |" in text
+    assert "## First calls of new functions" in text and "| hvp, 24 inputs |" in text
     assert (tmp_path / "RESULTS.md").read_text() == text
     assert (tmp_path / "scaling.png").stat().st_size > 1000

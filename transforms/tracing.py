@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 from jax import tree_util
-from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal, Var
+from jax.extend.core.primitives import convert_element_type_p as _convert_p
 from jax.sharding import AxisType
 
 # The tracer itself: JAX's private modules, all behind `_jax`.
@@ -63,7 +64,79 @@ def trace_flat(fun, in_tree, avals_flat) -> tuple[ClosedJaxpr, tree_util.PyTreeD
         closed = trace_to_closed(flat_fun, avals_flat)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as e:
         raise TracedControlFlowError(e) from e
-    return closed, out_tree_box[-1]
+    return hoist_scalar_literals(closed), out_tree_box[-1]
+
+
+# Past this many distinct scalar literals a program keeps them inline (keyed by value).
+MAX_HOISTED_LITERALS = 64
+_scalar_consts: dict = {}  # (dtype, weak_type, value bytes) -> a device scalar of that type
+
+
+def hoist_scalar_literals(closed: ClosedJaxpr) -> ClosedJaxpr:
+    """Inexact scalar literals of the top-level program as constants, one per distinct value.
+
+    A Python float in the user's function (a learning-rate schedule, `0.99 ** step`, a
+    temperature) is a literal in the jaxpr, and literals are part of a program's key, so every
+    new value would make a new derivative program and a new XLA compilation. Constants are
+    inputs of the compiled programs, keyed by type only: the same program serves every value.
+    """
+    jaxpr = closed.jaxpr
+    hoisted: dict = {}  # literal key -> constvar
+    values: list = []
+    eqns = list(jaxpr.eqns)
+    changed = False
+    for i, eqn in enumerate(eqns):
+        if not any(type(v) is Literal and _hoistable(v) for v in eqn.invars):
+            continue
+        invars = []
+        for v in eqn.invars:
+            if type(v) is Literal and _hoistable(v):
+                key = (
+                    v.aval.dtype.str,
+                    v.aval.weak_type,
+                    np.asarray(v.val, v.aval.dtype).tobytes(),
+                )
+                var = hoisted.get(key)
+                if var is None:
+                    if len(hoisted) >= MAX_HOISTED_LITERALS:
+                        invars.append(v)
+                        continue
+                    var = hoisted[key] = Var(v.aval)
+                    values.append(_scalar_const(key, v))
+                invars.append(var)
+            else:
+                invars.append(v)
+        eqns[i] = eqn.replace(invars=invars)
+        changed = True
+    if not changed:
+        return closed
+    new = jaxpr.replace(constvars=[*jaxpr.constvars, *hoisted.values()], eqns=eqns)
+    return ClosedJaxpr(new, [*closed.consts, *values])
+
+
+def _hoistable(lit: Literal) -> bool:
+    aval = lit.aval
+    return aval.shape == () and np.issubdtype(aval.dtype, np.inexact)
+
+
+def _scalar_const(key, lit: Literal):
+    # A device scalar with the literal's exact dtype and weak type (a NumPy scalar would be
+    # strongly typed and change the weak types of results). Recurring values are reused.
+    const = _scalar_consts.get(key)
+    if const is None:
+        if len(_scalar_consts) >= 4 * MAX_HOISTED_LITERALS:
+            _scalar_consts.clear()
+        # Concrete even when called under an outer trace (jax.jit of our transforms): a traced
+        # scalar here would leak into later calls through this cache.
+        with jax.ensure_compile_time_eval():
+            const = _convert_p.bind(
+                np.asarray(lit.val, lit.aval.dtype),
+                new_dtype=lit.aval.dtype,
+                weak_type=lit.aval.weak_type,
+                sharding=None,
+            )
+        _scalar_consts[key] = const
+    return const
 
 
 def trace_to_closed(fn, structs) -> ClosedJaxpr:
