@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import functools
+import sys
+import types
 import warnings
 
+from . import errors as _errors
 from .converter import ConversionError, convert
 from .runtime import set_loop_options
 
@@ -58,3 +61,16 @@ def convert_for_tf_function(fun):
             stacklevel=3,
         )
         return fun
+
+
+_errors.install()
+
+
+class _CallableModule(types.ModuleType):
+    """`transforms.autograph` is this package and, called, the `autograph` function."""
+
+    def __call__(self, fun=None, *, convert_print=True):
+        return autograph(fun, convert_print=convert_print)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -826,6 +826,9 @@ def _loop_marker(kind, where):
 
         ident.__name__ = ident.__qualname__ = name
         fn = _MARKERS[name] = jax.jit(ident)
+        from .errors import _MARKED
+
+        _MARKED[name] = where
     return fn
 
 
