@@ -121,9 +121,30 @@ def _kind(leaf):
     return "static"
 
 
+def _tf_mode():
+    """Inside a transforms.tf.function trace: every array a statement yields is a Tensor, and
+    Python numbers become tensors with TF's dtypes (int32, float32)."""
+    return _lifted_variables() is not None
+
+
+def _tape_recording():
+    from ..tf.core import state
+
+    return state.var_values is not None and bool(state.recorders) and not state.paused
+
+
+def _number_array(x):
+    if _tf_mode() and not isinstance(x, bool):
+        dtype = {int: np.int32, float: np.float32, complex: np.complex64}[type(x)]
+        return jnp.asarray(x, dtype)
+    return jnp.asarray(x)
+
+
 def _wrap(value, as_tensor):
-    if as_tensor:
-        tensor, _ = _tf_types()
+    tensor, _ = _tf_types()
+    if isinstance(value, tensor):
+        return value
+    if as_tensor or _tf_mode():
         return tensor(value)
     return value
 
@@ -180,7 +201,7 @@ class _State:
     def set(self, values):
         self._set(tuple(values[: self._n]))
         for k, v in zip(self.keys, values[self._n :], strict=True):
-            self.lifted[k] = v
+            self.lifted[k] = _unwrap(v)  # lifted Variables hold arrays, not Tensors
 
     def forget_new_variables(self):
         # A Variable first touched inside a traced block is not part of this statement's state;
@@ -208,6 +229,8 @@ def if_stmt(cond, body, orelse, get_state, set_state, names, live, where):
         return
     st = _State(get_state, set_state, names, live)
     pred = _predicate(cond, f"the `if` at {where}")
+    if _tape_recording():
+        return _select_if(st, cond, body, orelse)
     init = st.get()
     traced = [_trace_block(st, init, fn) for fn in (body, orelse)]
     plan = _merge_branches(st, traced)
@@ -225,19 +248,7 @@ def _trace_block(st, init, fn):
         fn()
         values = st.get()
         st.forget_new_variables()
-        arrays, record = [], []
-        tensor, _ = _tf_types()
-        for v in values:
-            leaves, treedef = tree_util.tree_flatten(v, is_leaf=_is_leaf)
-            descs = []
-            for leaf in leaves:
-                kind = _kind(leaf)
-                if kind == "array":
-                    descs.append(("array", len(arrays), isinstance(leaf, tensor)))
-                    arrays.append(jnp.asarray(_unwrap(leaf)))
-                else:
-                    descs.append((kind, leaf, False))
-            record.append((treedef, descs))
+        arrays, record, _ = _record(values)
         box["record"] = record
         return arrays
 
@@ -248,10 +259,69 @@ def _trace_block(st, init, fn):
     return closed, box["record"]
 
 
-def _merge_branches(st, traced):
+def _record(values):
+    """The array leaves of `values`, and per variable (treedef, leaf descriptors)."""
+    arrays, record, originals = [], [], []
+    tensor, _ = _tf_types()
+    for v in values:
+        leaves, treedef = tree_util.tree_flatten(v, is_leaf=_is_leaf)
+        descs = []
+        for leaf in leaves:
+            kind = _kind(leaf)
+            if kind == "array":
+                descs.append(("array", len(arrays), isinstance(leaf, tensor)))
+                arrays.append(jnp.asarray(_unwrap(leaf)))
+                originals.append(leaf)
+            else:
+                descs.append((kind, leaf, False))
+        record.append((treedef, descs))
+    return arrays, record, originals
+
+
+def _select_if(st, cond, body, orelse):
+    """A converted `if` under a GradientTape recording inside tf.function: both branches run as
+    recorded ops and `where` picks each result (what transforms.tf.cond does), so the tape sees
+    every op."""
+    from ..tf import ops
+
+    init = st.get()
+    recorded = []
+    try:
+        for fn in (body, orelse):
+            st.set(init)
+            fn()
+            values = st.get()
+            st.forget_new_variables()
+            recorded.append(_record(values))
+    finally:
+        st.set(init)
+    avals = [[jax.typeof(a) for a in arrays] for arrays, _, _ in recorded]
+    plan = _merge_branches(st, [(avals[k], recorded[k][1]) for k in range(2)], have_avals=True)
+    tensor, _ = _tf_types()
+    pred = cond if isinstance(cond, tensor) else tensor(_unwrap(cond))
+    picked = []
+    for (kind, _, leaves), rec0, rec1 in zip(plan, recorded[0][1], recorded[1][1], strict=True):
+        if kind != "leaves":
+            continue
+        for leaf, d0, d1 in zip(leaves, rec0[1], rec1[1], strict=True):
+            if leaf[0] != "dynamic":
+                continue
+            xs = []
+            for d, (_, _, originals) in zip((d0, d1), recorded, strict=True):
+                x = originals[d[1]] if d[0] == "array" else d[1]
+                if not isinstance(x, tensor):
+                    x = tensor(_as_dtype(_unwrap(x), leaf[1], leaf[2]))
+                elif x.dtype != leaf[1]:
+                    x = ops.cast(x, leaf[1])
+                xs.append(x)
+            picked.append(ops.where(pred, xs[0], xs[1]))
+    st.set(_assemble(plan, picked))
+
+
+def _merge_branches(st, traced, have_avals=False):
     """Per variable: its value after the `if` (static), or how each branch yields its arrays."""
     (c0, r0), (c1, r1) = traced
-    avals = [c0.out_avals, c1.out_avals]
+    avals = [c0, c1] if have_avals else [c0.out_avals, c1.out_avals]
     plan = []
     for i, (name, live) in enumerate(zip(st.names, st.live, strict=True)):
         (t0, d0), (t1, d1) = r0[i], r1[i]
@@ -332,7 +402,7 @@ def _replay(closed, record, plan, k):
                 continue
             for leaf, desc in zip(leaves, descs, strict=True):
                 if leaf[0] == "dynamic":
-                    x = arrays[desc[1]] if desc[0] == "array" else desc[1]
+                    x = arrays[desc[1]] if desc[0] == "array" else _number_array(desc[1])
                     outs.append(_as_dtype(x, leaf[1], leaf[2]))
         return outs
 
@@ -545,12 +615,12 @@ def _for_range(rng, extra_test, body, get_state, set_state, names, live, opts, w
         index[0] = values[-1]
 
     def test():
-        i = jnp.asarray(index[0])
+        i = jnp.asarray(_unwrap(index[0]))
         more = jnp.where(step > 0, i < stop, i > stop)
         return more if extra_test is None else and_(lambda: more, extra_test)
 
     def step_body():
-        i = index[0]
+        i = _unwrap(index[0])
         index[0] = i + step
         body(_wrap(i, rng.tensor))
 
@@ -572,6 +642,7 @@ def _for_range(rng, extra_test, body, get_state, set_state, names, live, opts, w
 def _for_array(xs, extra_test, body, get_state, set_state, names, live, where, has_return):
     if has_return:
         raise NotImplementedError(_RETURN_IN_LOOP)
+    _no_tape("for", where)
     tensor, _ = _tf_types()
     as_tensor = isinstance(xs, tensor)
     xs_value = _unwrap(xs)
@@ -607,9 +678,19 @@ def _for_array(xs, extra_test, body, get_state, set_state, names, live, where, h
     st.set(carry.rebuild(final, outside=True))
 
 
+def _no_tape(kind, where):
+    if _tape_recording():
+        raise NotImplementedError(
+            f"A GradientTape recording inside tf.function cannot see into the converted `{kind}` "
+            f"loop at {where} (its condition is a tensor). Put the tape around the call of the "
+            "tf.function instead: it differentiates the whole compiled program, loops included."
+        )
+
+
 def _traced_loop(test, body, get_state, set_state, names, live, limit, where, has_return, kind):
     if has_return:
         raise NotImplementedError(_RETURN_IN_LOOP)
+    _no_tape(kind, where)
     st = _State(get_state, set_state, names, live)
     carry = _Carry(st, where, "loop")
     marker = _loop_marker(kind, where)
@@ -694,7 +775,7 @@ class _Carry:
             for j, leaf in enumerate(leaves):
                 kind = _kind(leaf)
                 if kind in ("array", "number"):
-                    x = jnp.asarray(_unwrap(leaf))
+                    x = jnp.asarray(_unwrap(leaf)) if kind == "array" else _number_array(leaf)
                     if (i, j) in self.number_dtypes:
                         x = lax.convert_element_type(x, self.number_dtypes[(i, j)])
                     kinds.append(("dynamic", len(arrays), isinstance(leaf, tensor), kind))
@@ -720,7 +801,10 @@ class _Carry:
             box["after"] = after
             leaves = [tree_util.tree_flatten(after[i], is_leaf=_is_leaf) for i in missing]
             box["trees"] = [t for _, t in leaves]
-            return [[jnp.asarray(_unwrap(x)) for x in ls] for ls, _ in leaves]
+            return [
+                [jnp.asarray(_unwrap(x)) if _kind(x) == "array" else _number_array(x) for x in ls]
+                for ls, _ in leaves
+            ]
 
         try:
             shapes = jax.eval_shape(once)
