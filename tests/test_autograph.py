@@ -546,20 +546,18 @@ PAIRS = [
 @pytest.mark.parametrize("fn,ref,args_list", PAIRS, ids=[p[0].__name__ for p in PAIRS])
 def test_autograph_matches_lax_values_and_gradients(fn, ref, args_list):
     converted = T.autograph(fn)
+    ref_value, ref_grad = jax.jit(ref), jax.jit(jax.grad(ref))
+    ref_jvp = jax.jit(lambda args, tangents: jax.jvp(ref, args, tangents))
+    our_grad, our_jvp = T.grad(converted), jax.jit(lambda a, t: T.jvp(converted, a, t))
     for args in args_list:
         args = tuple(jnp.asarray(a, jnp.float64) for a in args)
-        expected = ref(*args)
+        expected = ref_value(*args)
         np.testing.assert_allclose(fn(*args), expected, rtol=1e-12)  # eager: plain Python
         np.testing.assert_allclose(converted(*args), expected, rtol=1e-12)
         np.testing.assert_allclose(jax.jit(converted)(*args), expected, rtol=1e-12)
-        np.testing.assert_allclose(T.grad(converted)(*args), jax.grad(ref)(*args), rtol=1e-10)
-        np.testing.assert_allclose(
-            jax.jit(T.grad(converted))(*args), jax.grad(ref)(*args), rtol=1e-10
-        )
-        t = jnp.ones_like(args[0])
-        ours = T.jvp(jax.jit(converted), args, (t, *map(jnp.zeros_like, args[1:])))
-        theirs = jax.jvp(ref, args, (t, *map(jnp.zeros_like, args[1:])))
-        np.testing.assert_allclose(ours, theirs, rtol=1e-10)
+        np.testing.assert_allclose(our_grad(*args), ref_grad(*args), rtol=1e-10)
+        tangents = (jnp.ones_like(args[0]), *map(jnp.zeros_like, args[1:]))
+        np.testing.assert_allclose(our_jvp(args, tangents), ref_jvp(args, tangents), rtol=1e-10)
 
 
 def test_unbounded_while_forward_mode_and_values():
@@ -592,7 +590,7 @@ def test_range_with_traced_bound_and_python_bound():
         np.testing.assert_allclose(converted(1.5, n), expected, rtol=1e-12)
         np.testing.assert_allclose(
             T.jvp(jax.jit(converted), (1.5, n), (1.0, np.zeros((), jax.dtypes.float0)))[1],
-            jax.jvp(lambda x: traced_range(x, n), (1.5,), (1.0,))[1],
+            jax.jvp(lambda x, n=n: traced_range(x, n), (1.5,), (1.0,))[1],
             rtol=1e-12,
         )
     jaxpr = str(jax.make_jaxpr(converted, static_argnums=1)(1.5, 4))
