@@ -436,6 +436,44 @@ def test_tf_function_converted_equals_eager():
     assert compiled.experimental_get_tracing_count() == 1
 
 
+def test_tf_function_reverse_mode_through_unbounded_while_names_the_loop():
+    @ttf.function
+    def f(w):
+        y = w
+        while y < 10.0:
+            y = y * w + 0.5
+        return y
+
+    w = ttf.Variable(1.5)
+    with ttf.GradientTape() as tape:
+        out = f(w)
+    assert out.numpy() == pytest.approx(float(grow_lax(1.5)))
+    line = f.python_function.__code__.co_firstlineno + 3
+    with pytest.raises(NotImplementedError, match=f"`while` loop at .*test_autograph.py:{line}"):
+        tape.gradient(out, w)
+
+
+def test_tf_function_bounded_while_differentiates_in_reverse_mode():
+    @ttf.function
+    def bounded_grow(w):
+        y = w
+        while y < 10.0:
+            ttf.autograph.experimental.set_loop_options(maximum_iterations=25)
+            y = y * w + 0.5
+        return y
+
+    w = ttf.Variable(1.5)
+    with ttf.GradientTape() as tape:
+        out = bounded_grow(w)
+    w32 = jnp.float32(1.5)
+    np.testing.assert_allclose(out.numpy(), grow_lax(w32), rtol=1e-6)
+    np.testing.assert_allclose(tape.gradient(out, w).numpy(), jax.grad(grow)(w32), rtol=1e-6)
+    y = w09 = np.float32(0.9)  # never reaches 10: the bound stops it after 25 steps
+    for _ in range(25):
+        y = y * w09 + np.float32(0.5)
+    np.testing.assert_allclose(bounded_grow(ttf.constant(0.9)).numpy(), y, rtol=1e-6)
+
+
 def test_tf_function_print_stays_a_trace_time_print(capsys):
     # TF 2.21's AutoGraph leaves print() as Python's: it runs while tracing, once.
     @ttf.function

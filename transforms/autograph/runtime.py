@@ -111,9 +111,11 @@ def _is_leaf(x):
 
 
 def _kind(leaf):
-    tensor, _ = _tf_types()
+    tensor, variable = _tf_types()
     if isinstance(leaf, Undefined):
         return "undefined"
+    if isinstance(leaf, variable):
+        return "variable"  # static while it stays the same Variable, else its value
     if isinstance(leaf, tensor | jax.Array | np.ndarray | np.generic):
         return "array"
     if isinstance(leaf, bool | int | float | complex):
@@ -272,6 +274,11 @@ def _record(values):
                 descs.append(("array", len(arrays), isinstance(leaf, tensor)))
                 arrays.append(jnp.asarray(_unwrap(leaf)))
                 originals.append(leaf)
+            elif kind == "variable":
+                descs.append(("variable", leaf, len(arrays)))
+                read = leaf._read_value_for_op()
+                arrays.append(jnp.asarray(read._value))
+                originals.append(read)
             else:
                 descs.append((kind, leaf, False))
         record.append((treedef, descs))
@@ -346,10 +353,15 @@ def _merge_branches(st, traced, have_avals=False):
                 f"{t0} and {t1}"
             )
         leaves = []
-        for a, b in zip(d0, d1, strict=True):
+        for j, (a, b) in enumerate(zip(d0, d1, strict=True)):
             if a[0] != "array" and b[0] != "array" and _same_static(a[1], b[1]):
                 leaves.append(("static", a[1]))
                 continue
+            # A Variable replaced by a tensor in one branch: the branches choose its value.
+            if a[0] == "variable":
+                a = d0[j] = ("array", a[2], True)
+            if b[0] == "variable":
+                b = d1[j] = ("array", b[2], True)
             if "static" in (a[0], b[0]) or "undefined" in (a[0], b[0]):
                 raise TypeError(
                     f"'{name}' holds {_show(a, avals[0])} in the main branch but "
@@ -375,7 +387,14 @@ def _merge_branches(st, traced, have_avals=False):
 def _show(desc, avals):
     if desc[0] == "array":
         return f"an array {avals[desc[1]].str_short()}"
-    return repr(desc[1])
+    return _safe_repr(desc[1])
+
+
+def _safe_repr(x):
+    # The repr of a symbolic tf Tensor would try to read its value.
+    if is_traced(x):
+        return f"a traced value {jax.typeof(_unwrap(x)).str_short()}"
+    return repr(x)
 
 
 def _join_dtypes(name, av, where):
@@ -736,6 +755,7 @@ class _Carry:
     def __init__(self, st, where, what):
         self.st, self.where = st, where
         self.number_dtypes: dict = {}  # (var, leaf) -> dtype found by a retrace
+        self.variable_leaves: set = set()  # Variables the body replaces by tensors
         self.tensor_leaves: set = set()
 
     def run(self, attempt):
@@ -774,6 +794,8 @@ class _Carry:
             kinds = []
             for j, leaf in enumerate(leaves):
                 kind = _kind(leaf)
+                if kind == "variable" and (i, j) in self.variable_leaves:
+                    kind = "array"
                 if kind in ("array", "number"):
                     x = jnp.asarray(_unwrap(leaf)) if kind == "array" else _number_array(leaf)
                     if (i, j) in self.number_dtypes:
@@ -858,16 +880,19 @@ class _Carry:
             for j, (leaf, x) in enumerate(zip(leaves, flat, strict=True)):
                 if leaf[0] == "static":
                     if not _same_static(leaf[1], x):
+                        if _kind(leaf[1]) == "variable" and _kind(x) in ("array", "variable"):
+                            self.variable_leaves.add((i, j))
+                            raise _Retrace
                         raise TypeError(
-                            f"'{name}' is {leaf[1]!r} before the loop at {self.where} but "
-                            f"{x!r} after one iteration; a loop over traced values can only "
-                            "change arrays (or numbers) from one iteration to the next"
+                            f"'{name}' is {_safe_repr(leaf[1])} before the loop at {self.where} "
+                            f"but {_safe_repr(x)} after one iteration; a loop over traced values "
+                            "can only change arrays (or numbers) from one iteration to the next"
                         )
                     continue
-                if _kind(x) not in ("array", "number"):
+                if _kind(x) not in ("array", "number", "variable"):
                     raise TypeError(
-                        f"'{name}' is an array before the loop at {self.where} but {x!r} after "
-                        "one iteration"
+                        f"'{name}' is an array before the loop at {self.where} but "
+                        f"{_safe_repr(x)} after one iteration"
                     )
                 if isinstance(x, tensor):
                     self.tensor_leaves.add((i, j))
