@@ -396,6 +396,50 @@ def test_tf_function_matches_tensorflow(name, tf_results):
     _compare(ours, tf_results[name], name)
 
 
+class _EagerFunction:
+    """tf.function replaced by the plain Python function: control flow on concrete tensors."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def experimental_get_tracing_count(self):
+        return _EAGER
+
+
+_EAGER = "eager: no tracing"
+
+
+class _EagerModule:
+    def __getattr__(self, name):
+        return getattr(ttf, name)
+
+    @staticmethod
+    def function(fn=None, **kwargs):
+        return _EagerFunction(fn) if fn is not None else _EagerFunction
+
+
+def _compare_eager(ours, theirs, path):
+    if isinstance(ours, str) and ours == _EAGER:
+        return
+    if isinstance(ours, int | float):  # eagerly a Python number (a loop that never ran)
+        np.testing.assert_allclose(ours, theirs, err_msg=path)
+        return
+    if isinstance(theirs, list):
+        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            _compare_eager(a, b, f"{path}[{i}]")
+        return
+    assert_match(ours, theirs, path)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in PROGRAMS if not n.startswith("error_")))
+def test_eager_python_matches_tensorflow(name, tf_results):
+    # The same programs without tf.function: Python control flow on concrete tensors.
+    _compare_eager(_normalise(PROGRAMS[name](_EagerModule())), tf_results[name], name)
+
+
 def test_tf_function_autograph_false_raises_on_tensor_condition():
     @ttf.function(autograph=False)
     def f(x):
@@ -645,6 +689,10 @@ def test_python_loop_with_return_and_vmap():
     )
     np.testing.assert_allclose(
         jax.vmap(T.grad(T.autograph(branchy)))(xs), jax.vmap(jax.grad(branchy_lax))(xs), rtol=1e-12
+    )
+    starts = jnp.array([1.5, 3.0, 11.0])
+    np.testing.assert_allclose(
+        jax.vmap(T.autograph(grow))(starts), jax.vmap(grow_lax)(starts), rtol=1e-12
     )
 
 
