@@ -372,7 +372,7 @@ class _Functionalize(ast.NodeTransformer):
                 self._where(node),
             )
         )
-        return [ast.copy_location(s, node) for s in (body, orelse, getter, setter, call)]
+        return [_at(s, node) for s in (body, orelse, getter, setter, call)]
 
     def visit_While(self, node):
         names = self._modified(node.body)
@@ -398,7 +398,7 @@ class _Functionalize(ast.NodeTransformer):
                 _const(has_return),
             )
         )
-        return [ast.copy_location(s, node) for s in (test, body, getter, setter, call)]
+        return [_at(s, node) for s in (test, body, getter, setter, call)]
 
     def visit_For(self, node):
         names = self._modified([node.target, *node.body])
@@ -444,7 +444,7 @@ class _Functionalize(ast.NodeTransformer):
                 )
             )
         )
-        return [ast.copy_location(s, node) for s in out]
+        return [_at(s, node) for s in out]
 
     # Expressions
     def visit_BoolOp(self, node):
@@ -481,6 +481,16 @@ class _Functionalize(ast.NodeTransformer):
                 node,
             )
         return node
+
+
+def _at(new, node):
+    """Give generated code the first line of the statement it replaces (so a traceback through
+    the runtime call shows `if x > 0:`, not the whole block); original nodes keep theirs."""
+    for n in ast.walk(new):
+        if isinstance(n, ast.stmt | ast.expr) and getattr(n, "lineno", None) is None:
+            n.lineno = n.end_lineno = node.lineno
+            n.col_offset, n.end_col_offset = node.col_offset, node.col_offset
+    return new
 
 
 def _callee_name(fn):
@@ -661,6 +671,16 @@ def _converted_code(code, convert_print):
 
 def _check_supported(node):
     for n in _walk_scope(node.body):
+        if (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name)
+            and n.func.id == "super"
+            and not n.args
+        ):
+            raise ConversionError(
+                f"autograph cannot convert {node.name!r}: `super()` without arguments needs the "
+                "class cell of the original method; write super(Class, self)."
+            )
         if isinstance(n, ast.Yield | ast.YieldFrom):
             raise ConversionError(
                 f"autograph cannot convert {node.name!r}: generators (`yield`) are not converted."
