@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import linecache
 import os
 import pathlib
 import re
@@ -71,8 +72,11 @@ def test_page_examples_run(page):
     blocks = _python_blocks(page)
     namespace: dict = {"__name__": f"docs_{page.stem}"}
     for i, block in enumerate(blocks):
+        filename = f"{page.name}[block {i}]"
+        # Source for inspect (as IPython keeps for cells): transforms.autograph reads it.
+        linecache.cache[filename] = (len(block), None, block.splitlines(True), filename)
         try:
-            exec(compile(block, f"{page.name}[block {i}]", "exec"), namespace)
+            exec(compile(block, filename, "exec"), namespace)
         except Exception as e:
             raise AssertionError(f"{page.name}, python block {i} failed:\n{block}") from e
 

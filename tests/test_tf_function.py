@@ -114,14 +114,26 @@ def test_tape_outside_differentiates_a_function_call():
 
 
 def test_python_bool_of_a_traced_tensor_says_what_to_do():
-    @tf.function
-    def f(x):
+    # AutoGraph converts the decorated function's own `if`; a helper's `if` is not converted.
+    def helper(x):
         if x > 0:
             return x
         return -x
 
+    @tf.function
+    def f(x):
+        return helper(x)
+
     with pytest.raises(TypeError, match="tf.cond"):
         f(tf.constant(1.0))
+
+    @tf.function
+    def g(x):
+        if x > 0:
+            return x
+        return -x
+
+    assert g(tf.constant(1.0)).numpy() == 1.0 and g(tf.constant(-2.0)).numpy() == 2.0
 
 
 def test_cond_inside_function_selects():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import linecache
 import re
 
 import numpy as np
@@ -44,6 +45,9 @@ def patched_random(module, seed=0):
 def run_code(code: str, module_name: str, module, seed=0) -> tuple[str, dict]:
     """Exec `code` (which does `import tensorflow as tf`) with `tf` bound to `module`."""
     src = code.replace("import tensorflow as tf", f"import {module_name} as tf")
+    # A source cache for the exec'd code (as IPython keeps for cells), so that AutoGraph (TF's
+    # and ours) can read the source of the seed's tf.function.
+    linecache.cache["<seed>"] = (len(src), None, src.splitlines(True), "<seed>")
     ns: dict = {"__name__": "__seed__"}
     buf = io.StringIO()
     with patched_random(module, seed), contextlib.redirect_stdout(buf):

@@ -1,5 +1,6 @@
 """transforms: automatic differentiation as JAX-style function transforms, with its own engine."""
 
+from . import autograph  # callable: transforms.autograph(f) converts f's control flow
 from . import rules as _rules  # noqa: F401  (registers every differentiation rule)
 from .api import (
     grad,
@@ -22,6 +23,7 @@ from .tf import ForwardAccumulator, GradientTape, Variable  # the same objects a
 __version__ = "0.1.0"
 
 __all__ = [
+    "autograph",
     "DerivativeNaNError",
     "MissingRuleError",
     "debug_nans",

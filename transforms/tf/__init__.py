@@ -8,6 +8,7 @@ non-differentiable points (`abs'(0)`, `maximum` ties) the derivative is JAX's.
 
 from types import SimpleNamespace as _NS
 
+from ..autograph.runtime import set_loop_options as _set_loop_options
 from . import math, nn, random  # noqa: F401
 from .custom import cond, custom_gradient, while_loop
 from .forward import ForwardAccumulator
@@ -120,6 +121,9 @@ from .tensor import (  # noqa: F401
 )
 from .tensor import bool_ as bool  # noqa: A001  (TF's name)
 from .variable import Variable
+
+# tf.autograph: the options a converted loop reads (transforms.autograph does the converting).
+autograph = _NS(experimental=_NS(set_loop_options=_set_loop_options))
 
 autodiff = _NS(ForwardAccumulator=ForwardAccumulator, GradientTape=GradientTape)
 linalg = _NS(matmul=matmul, norm=norm, einsum=einsum, eye=eye)

@@ -108,6 +108,14 @@ class Function:
             prog = self._programs[key] = self._trace(flat, in_tree, specs)
         return self._run(prog, flat, specs)
 
+    def _converted_function(self):
+        """The Python function with AutoGraph's control-flow conversion (unless autograph=False)."""
+        if not self._options.get("autograph", True):
+            return self.python_function
+        from ..autograph import convert_for_tf_function
+
+        return convert_for_tf_function(self.python_function)
+
     # --- tracing ----------------------------------------------------------------------------------
     def _trace(self, flat, in_tree, specs):
         arg_vars = [x for x in flat if isinstance(x, Variable)]
@@ -134,7 +142,7 @@ class Function:
         )
 
     def _pure(self, flat, in_tree, specs, variables, box):
-        fn = self.python_function
+        fn = self._converted_function()
 
         def pure(var_vals, dyn_vals):
             lifted = {id(v): val for v, val in zip(variables, var_vals, strict=True)}
@@ -214,6 +222,8 @@ def function(
 
     Tensors (and arrays) are traced; Python values are static (a new value retraces);
     Variables it reads or assigns become inputs and outputs, written back after each call.
+    With `autograph=True` (the default) `if`/`while`/`for` on tensor values in `func` become
+    conditionals and loops of the compiled program (`transforms.autograph`).
 
     Example:
       >>> @tf.function
@@ -222,5 +232,5 @@ def function(
       9.0
     """
     if func is None:
-        return lambda f: Function(f)
-    return Function(func)
+        return lambda f: Function(f, autograph=autograph)
+    return Function(func, autograph=autograph)

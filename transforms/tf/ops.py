@@ -269,7 +269,11 @@ def eye(num_rows, num_columns=None, batch_shape=None, dtype=np.float32, name=Non
 def range(start, limit=None, delta=1, dtype=None, name="range"):
     if limit is None:
         start, limit = 0, start
-    vals = [float(v) if isinstance(v, Tensor | Variable) else v for v in (start, limit, delta)]
+    # A tensor bound keeps its kind: tf.range(tf.constant(4)) is int32, as in TF.
+    vals = [
+        np.asarray(v.numpy()).item() if isinstance(v, Tensor | Variable) else v
+        for v in (start, limit, delta)
+    ]
     if dtype is None:
         is_f = builtins.any(isinstance(v, float) for v in vals)
         dtype = np.float32 if is_f else np.int32

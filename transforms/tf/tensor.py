@@ -166,8 +166,9 @@ class Tensor(ArrayTyped):
         if isinstance(self._value, jax.core.Tracer):
             raise TypeError(
                 "Using a symbolic tensor as a Python bool inside tf.function is not supported "
-                "(there is no AutoGraph): use tf.cond or tf.where, or call the function eagerly "
-                "(Python control flow on values works in eager mode and under a GradientTape)."
+                "here: AutoGraph converts the `if`/`while`/`for` statements of the decorated "
+                "function itself, not those of the functions it calls, nor `bool()` calls "
+                "(decorate the helper with transforms.autograph, or use tf.cond / tf.where)."
             )
         if self._value.shape != ():
             raise ValueError(
