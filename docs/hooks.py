@@ -3,9 +3,10 @@
 * `docs/coverage.md` gets the primitive coverage table (`transforms.coverage`) in place of its
   `<!-- coverage-table -->` marker, computed from the rule registries at build time.
 * Every `notebooks/*.ipynb` becomes `tutorials/<name>.md` (nbconvert's Markdown exporter), with
-  its plots as image files. Notebooks are committed without outputs; set
-  `TRANSFORMS_DOCS_EXECUTE=1` to run them during the build so pages show outputs and plots
-  (the test suite runs them separately, in tests/test_notebooks.py).
+  its plots as image files. Notebooks are committed without outputs. Pages show outputs and
+  plots from the executed copy that `tests/test_notebooks.py` leaves in `build/notebooks/`, when
+  its cells are exactly the committed notebook's; `TRANSFORMS_DOCS_EXECUTE=1` runs each notebook
+  during the build instead.
 
 * Formulas are typeset by MathJax served from the site itself (no CDN, so pages work offline):
   `javascripts/mathjax/tex-svg.js` is copied from the `django-static-mathjax` package, whose
@@ -26,6 +27,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 TUTORIALS = "tutorials"
+EXECUTED = ROOT / "build" / "notebooks"  # written by tests/test_notebooks.py
 COVERAGE_MARKER = "<!-- coverage-table -->"
 MATHJAX_URI = "javascripts/mathjax/tex-svg.js"
 # matplotlib's inline backend: headless, and every `plt.show()` becomes a PNG output.
@@ -72,12 +74,29 @@ def tidy_outputs(nb) -> None:
         ]
 
 
+def executed_copy(path: pathlib.Path, executed_dir: pathlib.Path = EXECUTED):
+    """The executed notebook the tests left for `path`, if its cells are exactly `path`'s."""
+    import nbformat
+
+    copy = executed_dir / path.name
+    if not copy.exists():
+        return None
+    source, executed = nbformat.read(path, as_version=4), nbformat.read(copy, as_version=4)
+    cells = [(c.cell_type, c.source) for c in source.cells]
+    return executed if cells == [(c.cell_type, c.source) for c in executed.cells] else None
+
+
 def notebook_to_markdown(path: pathlib.Path, execute: bool) -> tuple[str, dict[str, bytes]]:
-    """`(markdown, {image file name: bytes})` for one notebook, run first if `execute`."""
+    """`(markdown, {image file name: bytes})` for one notebook, run first if `execute`.
+
+    Without `execute`, the outputs come from the tests' executed copy when it matches.
+    """
     import nbformat
     from nbconvert import MarkdownExporter
 
     nb = nbformat.read(path, as_version=4)
+    if not execute:
+        nb = executed_copy(path) or nb
     if execute:
         from nbclient import NotebookClient
 

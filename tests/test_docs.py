@@ -140,3 +140,23 @@ def test_output_blocks_have_no_stray_blank_lines():
     assert [o["text"] for o in nb.cells[0].outputs] == ["0\n1\n2\n"]
     body, _ = MarkdownExporter().from_notebook_node(nb)
     assert "    0\n    1\n    2\n" in body, body
+
+
+def test_pages_use_the_tests_executed_notebook_when_it_matches(tmp_path):
+    sys.path.insert(0, str(DOCS))
+    try:
+        import hooks
+    finally:
+        sys.path.remove(str(DOCS))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# T"), nbformat.v4.new_code_cell("print(6)")]
+    path = tmp_path / "t.ipynb"
+    nbformat.write(nb, path)
+    executed_dir = tmp_path / "executed"
+    executed_dir.mkdir()
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="6\n")]
+    nbformat.write(nb, executed_dir / "t.ipynb")
+    assert hooks.executed_copy(path, executed_dir).cells[1].outputs[0]["text"] == "6\n"
+    nb.cells[1].source = "print(7)"  # the committed notebook changed since the tests ran
+    nbformat.write(nb, path)
+    assert hooks.executed_copy(path, executed_dir) is None

@@ -7,7 +7,9 @@ the rendered docs). After its last cell, the kernel runs that notebook's checks 
 finite differences and JAX's autodiff as the oracle. The notebooks keep only the compact checks
 that teach something.
 
-Notebooks are committed without outputs, which a test keeps true; others keep them readable
+Each executed notebook is kept in build/notebooks/, where the docs build finds it (docs/hooks.py:
+a page shows the outputs of the last test run of exactly that notebook). Notebooks are committed
+without outputs, which a test keeps true; others keep them readable
 (each says what you will learn and what to try next, and has its math and a figure) and free
 of boilerplate a reader would not type.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import resource
 import time
 
 import nbformat
@@ -27,6 +30,7 @@ from notebook_checks import CHECKS
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+EXECUTED = ROOT / "build" / "notebooks"  # read by docs/hooks.py
 
 
 def _code(nb) -> str:
@@ -59,13 +63,15 @@ def test_notebook_runs(path, monkeypatch):
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
-    start = time.perf_counter()
-    try:
-        client.execute()  # raises CellExecutionError, with the failing cell, on any error
-    finally:
-        print(f"{path.stem}: {time.perf_counter() - start:.1f} s")
-        if os.environ.get("TRANSFORMS_NOTEBOOK_OUT"):  # keep the executed notebook, to read it
-            nbformat.write(nb, pathlib.Path(os.environ["TRANSFORMS_NOTEBOOK_OUT"]) / path.name)
+    start, cpu_start = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    client.execute()  # raises CellExecutionError, with the failing cell, on any error
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = cpu.ru_utime + cpu.ru_stime - cpu_start.ru_utime - cpu_start.ru_stime
+    print(f"{path.stem}: {time.perf_counter() - start:.1f} s wall, {cpu_seconds:.1f} s CPU")
+    # Keep the executed notebook (without the checks cell): the docs build shows its outputs.
+    nb.cells.pop()
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, EXECUTED / path.name)
     # Every figure a notebook shows must reach its outputs (and so the rendered docs).
     images = sum(
         "image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", [])
