@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import pathlib
 import posixpath
+import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -122,6 +123,8 @@ def notebook_to_markdown(path: pathlib.Path, execute: bool) -> tuple[str, dict[s
     body, resources = exporter.from_notebook_node(
         nb, resources={"output_files_dir": f"{path.stem}_files", "unique_key": path.stem}
     )
+    # nbconvert indents the line before an image as if it were output: drop that blank line.
+    body = re.sub(r"\n[ \t]+\n(?=!\[)", "\n\n", body)
     source = f"`notebooks/{path.name}`"
     header = (
         f'!!! note "Run it yourself"\n    This page is generated from {source}; '

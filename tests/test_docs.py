@@ -142,6 +142,31 @@ def test_output_blocks_have_no_stray_blank_lines():
     assert "    0\n    1\n    2\n" in body, body
 
 
+def test_no_indented_blank_line_before_a_figure(tmp_path):
+    sys.path.insert(0, str(DOCS))
+    try:
+        import hooks
+    finally:
+        sys.path.remove(str(DOCS))
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(1); plt.show()")
+    png = (  # a 1x1 PNG
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5E"
+        "rkJggg=="
+    )
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+    ]
+    nb.cells = [cell]
+    path = tmp_path / "fig.ipynb"
+    nbformat.write(nb, path)
+    markdown, images = hooks.notebook_to_markdown(path, execute=False)
+    assert len(images) == 1
+    assert not re.search(r"\n[ \t]+\n!\[", markdown), markdown
+    assert "    1\n" in markdown
+
+
 def test_pages_use_the_tests_executed_notebook_when_it_matches(tmp_path):
     sys.path.insert(0, str(DOCS))
     try:
