@@ -53,7 +53,9 @@ def test_mkdocs_build_strict(tmp_path):
     assert 'class="mermaid"' in (site / "concepts" / "index.html").read_text()
     # Formulas typeset without network access: MathJax is served by the site, from no CDN.
     mathjax = site / "javascripts" / "mathjax" / "tex-svg.js"
-    assert mathjax.stat().st_size > 1_000_000 and b"MathJax" in mathjax.read_bytes()[:5000]
+    assert mathjax.stat().st_size > 1_000_000 and b"MathJax" in mathjax.read_bytes()
+    tutorial = (site / "tutorials" / "02_higher_order" / "index.html").read_text()
+    assert "javascripts/mathjax/tex-svg.js" in tutorial and 'class="arithmatex"' in tutorial
     for page in site.rglob("*.html"):
         scripts = re.findall(r'<script[^>]*src="([^"]+)"', page.read_text())
         remote = [src for src in scripts if src.startswith(("http:", "https:", "//"))]
