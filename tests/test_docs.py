@@ -52,6 +52,18 @@ def test_mkdocs_build_strict(tmp_path):
     api = (site / "api" / "index.html").read_text()
     assert "value_and_grad" in api and "Example" in api  # docstrings made it in
     assert 'class="mermaid"' in (site / "concepts" / "index.html").read_text()
+    # Formulas typeset without network access: MathJax is served by the site, from no CDN.
+    mathjax = site / "javascripts" / "mathjax" / "tex-svg.js"
+    assert mathjax.stat().st_size > 1_000_000 and b"MathJax" in mathjax.read_bytes()
+    tutorial = (site / "tutorials" / "02_higher_order" / "index.html").read_text()
+    assert "javascripts/mathjax/tex-svg.js" in tutorial and 'class="arithmatex"' in tutorial
+    for page in site.rglob("*.html"):
+        scripts = re.findall(r'<script[^>]*src="([^"]+)"', page.read_text())
+        remote = [src for src in scripts if src.startswith(("http:", "https:", "//"))]
+        assert not remote, (page, remote)
+    home = (site / "index.html").read_text()
+    assert "Why transforms" in home and "higher-order-tanh.png" in home
+    assert (site / "higher-order-tanh.png").exists()
 
 
 def test_every_notebook_is_in_the_nav():
@@ -91,14 +103,11 @@ def test_hook_renders_an_executed_notebook_with_its_plot(tmp_path):
     nb.cells = [
         nbformat.v4.new_markdown_cell("# A plot\n\n$x^2$"),
         nbformat.v4.new_code_cell(
-            # the notebooks' pattern: Agg, PNG formatter registered, display(fig)
-            "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
-            "from IPython.display import display\n"
-            "from matplotlib_inline.backend_inline import set_matplotlib_formats\n"
-            "set_matplotlib_formats('png')\n"
+            # the notebooks' pattern: no backend set up in the notebook, plt.show()
+            "import matplotlib.pyplot as plt\n"
             "import jax.numpy as jnp\nimport transforms as T\n"
             "print('slope', float(T.grad(lambda x: x * x)(3.0)))\n"
-            "fig, ax = plt.subplots()\nax.plot([0, 1], [0, 1])\ndisplay(fig)"
+            "fig, ax = plt.subplots()\nax.plot([0, 1], [0, 1])\nplt.show()"
         ),
     ]
     nb.metadata["kernelspec"] = {
@@ -113,3 +122,72 @@ def test_hook_renders_an_executed_notebook_with_its_plot(tmp_path):
     assert len(images) == 1
     ((name, data),) = images.items()
     assert data.startswith(b"\x89PNG") and name in markdown
+
+
+def test_output_blocks_have_no_stray_blank_lines():
+    # A loop's prints often arrive as several stream outputs; unmerged, each becomes its own
+    # indented block and the page shows blank lines between them.
+    sys.path.insert(0, str(DOCS))
+    try:
+        import hooks
+    finally:
+        sys.path.remove(str(DOCS))
+    from nbconvert import MarkdownExporter
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("for i in range(3): print(i)")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="0\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="2\n\n"),
+    ]
+    nb.cells = [cell]
+    hooks.tidy_outputs(nb)
+    assert [o["text"] for o in nb.cells[0].outputs] == ["0\n1\n2\n"]
+    body, _ = MarkdownExporter().from_notebook_node(nb)
+    assert "    0\n    1\n    2\n" in body, body
+
+
+def test_no_indented_blank_line_before_a_figure(tmp_path):
+    sys.path.insert(0, str(DOCS))
+    try:
+        import hooks
+    finally:
+        sys.path.remove(str(DOCS))
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(1); plt.show()")
+    png = (  # a 1x1 PNG
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5E"
+        "rkJggg=="
+    )
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+    ]
+    nb.cells = [cell]
+    path = tmp_path / "fig.ipynb"
+    nbformat.write(nb, path)
+    markdown, images = hooks.notebook_to_markdown(path, execute=False)
+    assert len(images) == 1
+    assert not re.search(r"\n[ \t]+\n!\[", markdown), markdown
+    assert "    1\n" in markdown
+
+
+def test_pages_use_the_tests_executed_notebook_when_it_matches(tmp_path):
+    sys.path.insert(0, str(DOCS))
+    try:
+        import hooks
+    finally:
+        sys.path.remove(str(DOCS))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# T"), nbformat.v4.new_code_cell("print(6)")]
+    path = tmp_path / "t.ipynb"
+    nbformat.write(nb, path)
+    executed_dir = tmp_path / "executed"
+    executed_dir.mkdir()
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="6\n")]
+    nbformat.write(nb, executed_dir / "t.ipynb")
+    assert hooks.executed_copy(path, executed_dir).cells[1].outputs[0]["text"] == "6\n"
+    nb.cells[1].source = "print(7)"  # the committed notebook changed since the tests ran
+    nbformat.write(nb, path)
+    assert hooks.executed_copy(path, executed_dir) is None
