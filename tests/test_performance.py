@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import transforms as T
-from transforms import engine
+from transforms import engine, tracing
 
 X = jnp.array([0.3, -0.7, 1.1, 0.5])
 
@@ -141,6 +141,30 @@ def test_a_python_float_that_changes_every_step_reuses_one_program():
     assert len(new) <= 2, new
     executors = [engine._compiled_cache.data[k][1] for k in new]
     assert any(e.compiled is not None for e in executors)  # and it got compiled
+
+
+def test_custom_jvp_and_random_programs_are_cached():
+    # jax.nn.relu is a custom_jvp function and dropout draws from jax.random (random_wrap and
+    # random_bits carry a PRNG implementation): both are keyed like any other program, so
+    # repeated calls reuse one derivative program instead of re-differentiating every call.
+    x = jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)
+    w = jnp.linspace(-0.5, 0.5, 8).reshape(4, 2)
+
+    def relu_loss(w):
+        return jnp.sum(jax.nn.relu(x @ w) ** 2)
+
+    def dropout_loss(w, key):
+        keep = jax.random.bernoulli(key, 0.5, (3, 2))
+        return jnp.sum(jnp.where(keep, jnp.tanh(x @ w), 0.0) ** 2)
+
+    for loss, extra in ((relu_loss, ()), (dropout_loss, (jax.random.key(0),))):
+        closed = jax.make_jaxpr(loss)(w, *extra)
+        assert tracing.closed_key(closed) is not None
+        before = len(engine._programs.data)
+        for step in range(3):
+            args = (w, *(jax.random.key(step) for _ in extra))
+            np.testing.assert_allclose(T.grad(loss)(*args), jax.grad(loss)(*args), rtol=1e-12)
+        assert len(engine._programs.data) - before <= 2  # the program and its first sighting
 
 
 @pytest.mark.parametrize("api", APIS)

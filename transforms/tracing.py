@@ -206,13 +206,48 @@ def jaxpr_key(jaxpr: Jaxpr, memo: dict | None = None):
                 eqn.primitive.name,
                 tuple(var(v) for v in eqn.invars),
                 tuple(var(v) for v in eqn.outvars),
-                _params_key(eqn.params, memo),
+                _custom_jvp_key(eqn, memo)
+                if eqn.primitive.name == "custom_jvp_call"
+                else _params_key(eqn.params, memo),
             )
         )
     parts.append(tuple(var(v) for v in jaxpr.outvars))
     key = tuple(parts)
     memo[id(jaxpr)] = key
     return key
+
+
+def _custom_jvp_key(eqn, memo):
+    # The rule is a Python callable, which cannot be keyed, but what it traces to can: the
+    # derivative program evaluates exactly the jaxpr the rule gives for these input types (JAX
+    # memoizes it, so the JVP rule asking again later costs nothing). Keyed, a program using
+    # `jax.nn.relu` is cached and compiled like any other instead of re-differentiated per call.
+    params = eqn.params
+    if params["symbolic_zeros"]:  # the rule's jaxpr depends on which tangents are zero
+        raise Unkeyable
+    call_key = ("call_jaxpr", _param_key(params["call_jaxpr"], memo))
+    # A rule usually computes its primal output by calling the function itself (`defjvps`'
+    # `ans`), so its jaxpr holds the same custom_jvp_call again: that nested call is keyed as
+    # the rule being keyed, which ends the recursion.
+    in_progress = memo.setdefault("custom_jvp_in_progress", set())
+    if call_key in in_progress:
+        return ("the enclosing rule", call_key)
+    n_args = len(eqn.invars) - params["num_consts"]
+    try:
+        jvp_jaxpr, jvp_consts, out_zeros = params["jvp_jaxpr_fun"].call_wrapped(*([False] * n_args))
+    except Exception as e:  # noqa: BLE001 - the JVP rule itself reports the user's error
+        raise Unkeyable from e
+    in_progress.add(call_key)
+    try:
+        rule_key = jaxpr_key(jvp_jaxpr, memo)
+    finally:
+        in_progress.discard(call_key)
+    return (
+        call_key,
+        ("num_consts", params["num_consts"]),
+        ("jvp", rule_key, tuple(_inner_const_key(c) for c in jvp_consts)),
+        ("out_zeros", tuple(out_zeros)),
+    )
 
 
 def _params_key(params, memo):
@@ -261,6 +296,8 @@ def _param_key(p, memo):
         return (type(p).__name__, tuple(_param_key(x, memo) for x in p))
     if isinstance(p, _HASHABLE_PARAM_TYPES):  # callable, but compared by value: a mesh
         return p
+    if type(p).__name__ == "PRNGImpl":  # random_wrap / random_seed: a registered singleton
+        return ("prng_impl", _Same(p))
     if callable(p) and not isinstance(p, type):
         raise Unkeyable
     if isinstance(p, np.ndarray) or isinstance(p, jax.Array):
