@@ -8,7 +8,7 @@ non-differentiable points (`abs'(0)`, `maximum` ties) the derivative is JAX's.
 
 from types import SimpleNamespace as _NS
 
-from . import math, nn, random  # noqa: F401
+from . import errors, math, nn, random  # noqa: F401
 from .custom import cond, custom_gradient, while_loop
 from .forward import ForwardAccumulator
 from .function import function
@@ -101,6 +101,8 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     zeros_like,
 )
 from .optimizers import optimizers
+from .printing import tf_print as print  # noqa: A001, F401  (TF's name)
+from .spec import TensorSpec  # noqa: F401
 from .tape import GradientTape, UnconnectedGradients
 from .tensor import (  # noqa: F401
     DType,
@@ -132,15 +134,6 @@ def executing_eagerly() -> bool:
     from .core import state
 
     return state.var_values is None
-
-
-def print(*inputs, **kwargs):  # noqa: A001  (TF's name)
-    """Print tensors' values (TF's `tf.print`); inside tf.function this happens at trace time."""
-    import builtins
-
-    builtins.print(
-        *[x.numpy() if isinstance(x, Tensor | Variable) else x for x in inputs], **kwargs
-    )
 
 
 __all__ = [

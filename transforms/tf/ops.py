@@ -14,7 +14,7 @@ import numpy as np
 from jax import lax
 
 from .core import apply
-from .tensor import Tensor, _as_value, is_float
+from .tensor import Tensor, _as_value, float32, is_float
 from .variable import Variable
 
 newaxis = None
@@ -239,31 +239,46 @@ def _shape_of(shape):
     return tuple(int(s) for s in shape)
 
 
+def _constant_array(make):
+    # Concrete even while tf.function traces: a constant can then initialise a Variable on the
+    # first call (`tf.Variable(tf.zeros(x.shape))`), as TF's constant ops can.
+    with jax.ensure_compile_time_eval():
+        return Tensor(make())
+
+
 def zeros(shape, dtype=np.float32, name=None):
-    return Tensor(jnp.zeros(_shape_of(shape), dtype))
+    return _constant_array(lambda: jnp.zeros(_shape_of(shape), dtype))
 
 
 def ones(shape, dtype=np.float32, name=None):
-    return Tensor(jnp.ones(_shape_of(shape), dtype))
+    return _constant_array(lambda: jnp.ones(_shape_of(shape), dtype))
 
 
 def fill(dims, value, name=None):
     v = _t(value)
-    return Tensor(jnp.full(_shape_of(dims), v._value, v.dtype))
+    if isinstance(v._value, jax.core.Tracer):
+        return apply(lambda x: jnp.full(_shape_of(dims), x, v.dtype), [v])
+    return _constant_array(lambda: jnp.full(_shape_of(dims), v._value, v.dtype))
 
 
 def zeros_like(input, dtype=None, name=None):
     x = _t(input)
-    return Tensor(jnp.zeros(x.shape, dtype or x.dtype))
+    return _constant_array(lambda: jnp.zeros(x.shape, dtype or x.dtype))
 
 
 def ones_like(input, dtype=None, name=None):
     x = _t(input)
-    return Tensor(jnp.ones(x.shape, dtype or x.dtype))
+    return _constant_array(lambda: jnp.ones(x.shape, dtype or x.dtype))
 
 
 def eye(num_rows, num_columns=None, batch_shape=None, dtype=np.float32, name=None):
-    return Tensor(jnp.eye(num_rows, num_columns, dtype=dtype))
+    def make():
+        m = jnp.eye(num_rows, num_columns, dtype=dtype)
+        if batch_shape is not None:
+            m = jnp.broadcast_to(m, (*_shape_of(batch_shape), *m.shape))
+        return m
+
+    return _constant_array(make)
 
 
 def range(start, limit=None, delta=1, dtype=None, name="range"):
@@ -277,8 +292,19 @@ def range(start, limit=None, delta=1, dtype=None, name="range"):
 
 
 def linspace(start, stop, num, name=None, axis=0):
+    """`num` evenly spaced values from `start` to `stop` (both included), differentiable in
+    both; integer bounds give float64 values, as in TF.
+
+    Example:
+      >>> tf.linspace(-2, 2, 5).numpy()
+      array([-2., -1.,  0.,  1.,  2.])
+    """
     s, e = _t(start), _t(stop)
-    return Tensor(jnp.linspace(s._value, e._value, int(num), axis=axis, dtype=s.dtype))
+    # float64 as in TF; float32 when JAX runs without x64 (float64 is unavailable there).
+    dtype = s.dtype if is_float(s.dtype) else _index_dtype(np.float64)
+    s, e = cast(s, dtype), cast(e, dtype)
+    n = int(num)
+    return apply(lambda a, b: jnp.linspace(a, b, n, axis=axis, dtype=dtype), [s, e])
 
 
 def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=np.float32, name=None):
@@ -508,9 +534,12 @@ def reduce_std(input_tensor, axis=None, keepdims=False, name=None):
 
 
 def _index_dtype(dtype):
-    # TF's int64 indices; int32 when JAX runs without x64 (int64 is unavailable there).
+    # TF's int64 indices (float64 values); 32 bits when JAX runs without x64 (64-bit types are
+    # unavailable there).
     dtype = np.dtype(dtype)
-    return np.dtype(np.int32) if dtype == np.int64 and not jax.config.jax_enable_x64 else dtype
+    if jax.config.jax_enable_x64:
+        return dtype
+    return {np.dtype(np.int64): np.dtype(np.int32), np.dtype(np.float64): float32}.get(dtype, dtype)
 
 
 def argmax(input, axis=None, output_type=np.int64, name=None):
