@@ -389,8 +389,9 @@ class GradientTape:
                 )
 
     def watched_variables(self):
-        """The Variables this tape watched, in the order first watched."""
-        return tuple(self._watched_vars.values())
+        """The Variables this tape watched, in creation order (TF keeps them ordered by
+        variable id), also after a non-persistent tape's `gradient`."""
+        return tuple(sorted(self._watched_vars.values(), key=lambda v: v._uid))
 
     class _StopRecording:
         def __init__(self, tape):
