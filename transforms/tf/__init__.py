@@ -8,10 +8,11 @@ non-differentiable points (`abs'(0)`, `maximum` ties) the derivative is JAX's.
 
 from types import SimpleNamespace as _NS
 
-from . import errors, math, nn, random  # noqa: F401
+from . import errors, image, linalg, math, nn, random  # noqa: F401
 from .custom import cond, custom_gradient, while_loop
 from .forward import ForwardAccumulator
 from .function import function
+from .linalg import norm  # noqa: F401
 from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     abs,
     add,
@@ -21,6 +22,8 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     broadcast_to,
     cast,
     ceil,
+    clip_by_global_norm,
+    clip_by_norm,
     clip_by_value,
     concat,
     constant,
@@ -54,11 +57,11 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     multiply,
     negative,
     newaxis,
-    norm,
     not_equal,
     one_hot,
     ones,
     ones_like,
+    pad,
     pow,
     range,
     rank,
@@ -121,10 +124,10 @@ from .tensor import (  # noqa: F401
     uint8,
 )
 from .tensor import bool_ as bool  # noqa: A001  (TF's name)
+from .tensor_array import TensorArray  # noqa: F401
 from .variable import Variable
 
 autodiff = _NS(ForwardAccumulator=ForwardAccumulator, GradientTape=GradientTape)
-linalg = _NS(matmul=matmul, norm=norm, einsum=einsum, eye=eye)
 dtypes = _NS(float32=float32, float64=float64, int32=int32, int64=int64, bool=bool)
 keras = _NS(optimizers=optimizers)
 
