@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, OutOfRangeError
 from .ops import _t, concat, stack, unstack
 from .tensor import Tensor, TensorShape
 
@@ -91,7 +91,7 @@ class TensorArray:
             raise InvalidArgumentError(None, None, f"Tried to write to index {i} < 0.")
         if i >= len(self._items):
             if not self._dynamic:
-                raise InvalidArgumentError(
+                raise OutOfRangeError(
                     None,
                     None,
                     f"Tried to write to index {i} but array is not resizeable and size is: "
