@@ -77,15 +77,23 @@ def triangular_solve(matrix, rhs, lower=True, adjoint=False, name=None):
     return apply(lambda m, r: jsl.solve_triangular(m, r, lower=lower, trans=trans), [a, b])
 
 
+def _from_lower(m):
+    # TF's self-adjoint ops read only the lower triangle, so their gradient lives there too:
+    # build the Hermitian matrix from it before decomposing.
+    lower = jnp.tril(m, -1)
+    diag = jnp.real(jnp.diagonal(m, axis1=-2, axis2=-1)).astype(m.dtype)
+    return lower + _adj(lower) + diag[..., None] * jnp.eye(m.shape[-1], dtype=m.dtype)
+
+
 def eigh(tensor, name=None):
-    """`(eigenvalues, eigenvectors)` of Hermitian matrices, eigenvalues ascending (an
-    eigenvector's sign may differ from TF's: both are eigenvectors)."""
-    return apply(lambda m: tuple(jnp.linalg.eigh(m)), [_t(tensor)])
+    """`(eigenvalues, eigenvectors)` of Hermitian matrices (their lower triangle is read, as
+    in TF), eigenvalues ascending. An eigenvector's sign may differ from TF's."""
+    return apply(lambda m: tuple(jnp.linalg.eigh(_from_lower(m))), [_t(tensor)])
 
 
 def eigvalsh(tensor, name=None):
-    """The eigenvalues of Hermitian matrices, ascending."""
-    return apply(lambda m: jnp.linalg.eigvalsh(m), [_t(tensor)])
+    """The eigenvalues of Hermitian matrices (lower triangle read), ascending."""
+    return apply(lambda m: jnp.linalg.eigvalsh(_from_lower(m)), [_t(tensor)])
 
 
 def svd(tensor, full_matrices=False, compute_uv=True, name=None):

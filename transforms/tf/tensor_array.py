@@ -37,6 +37,7 @@ class TensorArray:
         n = 0 if size is None else int(size)
         self._items: list[Tensor | None] = [None] * n
         self._dynamic = bool(dynamic_size)
+        self._clear_after_read = True if clear_after_read is None else bool(clear_after_read)
         self._infer_shape = infer_shape
         self._element_shape = None if element_shape is None else tuple(element_shape)
 
@@ -102,13 +103,17 @@ class TensorArray:
         return self
 
     def read(self, index, name=None) -> Tensor:
-        """The tensor at `index` (zeros of the element shape where nothing was written)."""
+        """The tensor at `index` (zeros of the element shape where nothing was written). With
+        `clear_after_read` (the default, as in TF) the element reads as zeros afterwards."""
         i = int(index)
         if not 0 <= i < len(self._items):
             raise InvalidArgumentError(
                 None, None, f"Tried to read from index {i} but array size is: {len(self._items)}"
             )
-        return self._item(i)
+        item = self._item(i)
+        if self._clear_after_read:
+            self._items[i] = None
+        return item
 
     def _item(self, i):
         item = self._items[i]
