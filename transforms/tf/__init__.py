@@ -8,7 +8,7 @@ non-differentiable points (`abs'(0)`, `maximum` ties) the derivative is JAX's.
 
 from types import SimpleNamespace as _NS
 
-from . import errors, image, linalg, math, nn, random  # noqa: F401
+from . import data, errors, image, linalg, math, nn, random  # noqa: F401
 from .custom import cond, custom_gradient, while_loop
 from .forward import ForwardAccumulator
 from .function import function
