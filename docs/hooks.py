@@ -2,6 +2,8 @@
 
 * `docs/coverage.md` gets the primitive coverage table (`transforms.coverage`) in place of its
   `<!-- coverage-table -->` marker, computed from the rule registries at build time.
+* `docs/tf-names.md` gets the table of `tf.*` names `transforms.tf` provides
+  (`transforms.tf.catalog`) in place of its `<!-- tf-names-table -->` marker.
 * Every `notebooks/*.ipynb` becomes `tutorials/<name>.md` (nbconvert's Markdown exporter), with
   its plots as image files. Notebooks are committed without outputs; set
   `TRANSFORMS_DOCS_EXECUTE=1` to run them during the build so pages show outputs and plots
@@ -21,6 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 TUTORIALS = "tutorials"
 COVERAGE_MARKER = "<!-- coverage-table -->"
+TF_NAMES_MARKER = "<!-- tf-names-table -->"
 
 # The docs describe this checkout, whatever `transforms` the environment has installed.
 if str(ROOT) not in sys.path:
@@ -77,4 +80,8 @@ def on_page_markdown(markdown, page, config, files):
         from transforms.coverage import markdown_table
 
         markdown = markdown.replace(COVERAGE_MARKER, markdown_table())
+    if TF_NAMES_MARKER in markdown:
+        from transforms.tf.catalog import markdown_table as tf_names_table
+
+        markdown = markdown.replace(TF_NAMES_MARKER, tf_names_table())
     return markdown

@@ -19,6 +19,8 @@ from .errors import OutOfRangeError
 from .ops import _t, stack
 from .tensor import Tensor
 
+__all__ = ["AUTOTUNE", "Dataset", "INFINITE_CARDINALITY", "Iterator", "UNKNOWN_CARDINALITY"]
+
 AUTOTUNE = -1
 INFINITE_CARDINALITY = -1
 UNKNOWN_CARDINALITY = -2

@@ -20,6 +20,8 @@ from .ops import _shape_of
 from .tensor import Tensor
 from .variable import Variable
 
+__all__ = ["normal", "set_seed", "uniform"]
+
 _lock = threading.Lock()
 # Stream states are Variables, so that inside tf.function they are lifted like any other
 # state: each call of the compiled program draws new numbers and advances the stream. They are
