@@ -2,6 +2,8 @@
 
 * `docs/coverage.md` gets the primitive coverage table (`transforms.coverage`) in place of its
   `<!-- coverage-table -->` marker, computed from the rule registries at build time.
+* `docs/tf-names.md` gets the table of `tf.*` names `transforms.tf` provides
+  (`transforms.tf.catalog`) in place of its `<!-- tf-names-table -->` marker.
 * Every `notebooks/*.ipynb` becomes `tutorials/<name>.md` (nbconvert's Markdown exporter), with
   its plots as image files. Notebooks are committed without outputs. Pages show outputs and
   plots from the executed copy that `tests/test_notebooks.py` leaves in `build/notebooks/`, when
@@ -33,6 +35,7 @@ COVERAGE_MARKER = "<!-- coverage-table -->"
 MATHJAX_URI = "javascripts/mathjax/tex-svg.js"
 # matplotlib's inline backend: headless, and every `plt.show()` becomes a PNG output.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+TF_NAMES_MARKER = "<!-- tf-names-table -->"
 
 # The docs describe this checkout, whatever `transforms` the environment has installed.
 if str(ROOT) not in sys.path:
@@ -152,4 +155,8 @@ def on_page_markdown(markdown, page, config, files):
         from transforms.coverage import markdown_table
 
         markdown = markdown.replace(COVERAGE_MARKER, markdown_table())
+    if TF_NAMES_MARKER in markdown:
+        from transforms.tf.catalog import markdown_table as tf_names_table
+
+        markdown = markdown.replace(TF_NAMES_MARKER, tf_names_table())
     return markdown

@@ -179,11 +179,12 @@ def test_watch_explicit_variable_without_auto_watching():
     assert gx.numpy() == 3.0 and gy is None
 
 
-def test_watched_variables_in_order():
+def test_watched_variables_in_creation_order():
+    # TF orders them by variable id (creation), not by first read.
     a, b = tf.Variable(1.0), tf.Variable(2.0)
     with tf.GradientTape() as tape:
         _ = b * a
-    assert tape.watched_variables() == (b, a)
+    assert tape.watched_variables() == (a, b)
 
 
 def test_tensorflow_errors():

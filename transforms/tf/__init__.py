@@ -9,10 +9,11 @@ non-differentiable points (`abs'(0)`, `maximum` ties) the derivative is JAX's.
 from types import SimpleNamespace as _NS
 
 from ..autograph.runtime import set_loop_options as _set_loop_options
-from . import math, nn, random  # noqa: F401
+from . import data, errors, image, linalg, math, nn, random  # noqa: F401
 from .custom import cond, custom_gradient, while_loop
 from .forward import ForwardAccumulator
 from .function import function
+from .linalg import norm  # noqa: F401
 from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     abs,
     add,
@@ -22,6 +23,8 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     broadcast_to,
     cast,
     ceil,
+    clip_by_global_norm,
+    clip_by_norm,
     clip_by_value,
     concat,
     constant,
@@ -55,11 +58,11 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     multiply,
     negative,
     newaxis,
-    norm,
     not_equal,
     one_hot,
     ones,
     ones_like,
+    pad,
     pow,
     range,
     rank,
@@ -102,6 +105,8 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     zeros_like,
 )
 from .optimizers import optimizers
+from .printing import tf_print as print  # noqa: A001, F401  (TF's name)
+from .spec import TensorSpec  # noqa: F401
 from .tape import GradientTape, UnconnectedGradients
 from .tensor import (  # noqa: F401
     DType,
@@ -120,13 +125,13 @@ from .tensor import (  # noqa: F401
     uint8,
 )
 from .tensor import bool_ as bool  # noqa: A001  (TF's name)
+from .tensor_array import TensorArray  # noqa: F401
 from .variable import Variable
 
 # tf.autograph: the options a converted loop reads (transforms.autograph does the converting).
 autograph = _NS(experimental=_NS(set_loop_options=_set_loop_options))
 
 autodiff = _NS(ForwardAccumulator=ForwardAccumulator, GradientTape=GradientTape)
-linalg = _NS(matmul=matmul, norm=norm, einsum=einsum, eye=eye)
 dtypes = _NS(float32=float32, float64=float64, int32=int32, int64=int64, bool=bool)
 keras = _NS(optimizers=optimizers)
 
@@ -136,15 +141,6 @@ def executing_eagerly() -> bool:
     from .core import state
 
     return state.var_values is None
-
-
-def print(*inputs, **kwargs):  # noqa: A001  (TF's name)
-    """Print tensors' values (TF's `tf.print`); inside tf.function this happens at trace time."""
-    import builtins
-
-    builtins.print(
-        *[x.numpy() if isinstance(x, Tensor | Variable) else x for x in inputs], **kwargs
-    )
 
 
 __all__ = [

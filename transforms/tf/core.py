@@ -23,6 +23,7 @@ class _State(threading.local):
         self.var_values: dict | None = None
         self.var_log: list | None = None  # Variables touched while var_values is set
         self.read_log: list | None = None  # every Variable read (custom_gradient collects them)
+        self.created_log: list | None = None  # Variables created while tf.function traces
 
 
 state = _State()
@@ -83,3 +84,15 @@ def lifted_variables(values: dict, log: list):
         yield
     finally:
         state.var_values, state.var_log = saved
+
+
+@contextmanager
+def created_variables(log: list | None):
+    """Variables created inside are appended to `log` (tf.function's singleton rule); `None`:
+    creations inside are not logged (state the library makes for itself, such as RNG streams)."""
+    saved = state.created_log
+    state.created_log = log
+    try:
+        yield
+    finally:
+        state.created_log = saved

@@ -5,13 +5,19 @@ touches is lifted: its value becomes an input of the jitted program, reads insid
 traced value, `assign*` replaces it, and the final values are program outputs written back to
 the Variables after each call. Variables read but not passed as arguments are discovered while
 tracing (the trace is then redone with them lifted). Python side effects, `print` included,
-happen while tracing, as in TF: once per new input signature.
+happen while tracing, as in TF: once per new input signature; `tf.print` prints when the
+compiled program runs.
+
+TF's retracing rules: a new tensor shape or dtype, a new Python value, or a different Variable
+argument traces again; the same ones reuse the program. Only the first trace may create
+Variables (TF's singleton rule), which the trace that follows must then find existing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import io
 import sys
 
@@ -19,19 +25,34 @@ import jax
 import numpy as np
 from jax import tree_util
 
-from .core import apply, lifted_variables, state
+from .core import apply, created_variables, lifted_variables, state
+from .ops import convert_to_tensor
+from .spec import TensorSpec, spec_of
+from .tape import in_order_of, skeleton
 from .tensor import Tensor
 from .variable import Variable
 
+# TF's message, word for word.
+_SINGLETON_VARIABLES = (
+    "tf.function only supports singleton tf.Variables created on the first call. Make sure the "
+    "tf.Variable is only created once or created outside tf.function. See "
+    "https://www.tensorflow.org/guide/function#creating_tfvariables for more information."
+)
+# Retraces of one call, to lift Variables discovered while tracing. A function that reads new
+# Variables on every trace would otherwise never finish.
+_MAX_TRACES = 16
+
 
 def _is_leaf(x):
-    return isinstance(x, Tensor | Variable)
+    return isinstance(x, Tensor | Variable | TensorSpec)
 
 
 def _spec(x):
     """How an argument enters the program: traced (shape, dtype), a Variable, or static."""
     if isinstance(x, Variable):
         return ("var", id(x))
+    if isinstance(x, TensorSpec):  # get_concrete_function: trace for this shape, run nothing
+        return ("dyn", tuple(x.shape), x.dtype.str)
     if isinstance(x, Tensor | np.ndarray | jax.Array):
         return ("dyn", tuple(x.shape), np.dtype(x.dtype).str)
     try:
@@ -44,13 +65,14 @@ def _spec(x):
 class _Program:
     """One trace: the jitted step for one input signature and one list of lifted Variables."""
 
-    def __init__(self, variables, jitted, compiled, out_tree, out_static, out_kinds):
+    def __init__(self, variables, jitted, compiled, out_tree, out_static, out_kinds, out_order):
         self.variables = variables
         self.jitted = jitted
         self.compiled = compiled
         self.out_tree = out_tree
         self.out_static = out_static  # output leaves that are not tensors (Python values)
         self.out_kinds = out_kinds
+        self.out_order = out_order  # the result's containers, for its dicts' key order
 
 
 @contextlib.contextmanager
@@ -62,6 +84,58 @@ def _fresh_recorders():
         yield
     finally:
         state.recorders, state.paused = saved
+
+
+def _binding_error(value, spec, args, kwargs, signature):
+    return TypeError(
+        f"Binding inputs to tf.function failed due to `Can not cast {spec_of(value)!r} to "
+        f"{spec!r}`. Received args: {args!r} and kwargs: {kwargs!r} for signature: "
+        f"{signature}."
+    )
+
+
+def bind_to_signature(python_function, signature, args, kwargs):
+    """`(args, kwargs)` as Tensors matching `signature` (a nest of TensorSpecs per positional
+    parameter), or TF's TypeError. Python numbers are converted to the spec's dtype."""
+    try:
+        names = list(inspect.signature(python_function).parameters)[: len(signature)]
+    except (TypeError, ValueError):
+        names = []
+    positional = list(args)
+    rest = dict(kwargs)
+    for name in names[len(positional) :]:
+        if name in rest:
+            positional.append(rest.pop(name))
+    shown = "(" + ", ".join(f"{n}: {s!r}" for n, s in zip(names, signature, strict=False)) + ")"
+    if len(positional) != len(signature) or rest:
+        raise TypeError(
+            f"tf.function with an input_signature of {len(signature)} argument(s) was called "
+            f"with {len(positional)} positional argument(s) and keyword arguments "
+            f"{sorted(rest)}; signature: {shown}."
+        )
+    bound = []
+    for value, spec_nest in zip(positional, signature, strict=True):
+        specs, tree = tree_util.tree_flatten(spec_nest, is_leaf=_is_leaf)
+        try:
+            values = tree.flatten_up_to(value)
+        except (ValueError, TypeError):
+            raise TypeError(
+                f"Binding inputs to tf.function failed: {value!r} does not have the structure "
+                f"of {spec_nest!r}."
+            ) from None
+        tensors = []
+        for v, spec in zip(values, specs, strict=True):
+            if isinstance(v, Variable):
+                t = v._read_value_for_op()
+            elif isinstance(v, Tensor):
+                t = v
+            else:
+                t = convert_to_tensor(v, dtype_hint=spec.dtype)
+            if not spec.is_compatible_with(t):
+                raise _binding_error(v, spec, tuple(args), kwargs, shown)
+            tensors.append(t)
+        bound.append(tree_util.tree_unflatten(tree, tensors))
+    return tuple(bound), {}
 
 
 class Function:
@@ -76,12 +150,14 @@ class Function:
       >>> step(tf.constant([1.0, 2.0]))
     """
 
-    def __init__(self, python_function, **options):
+    def __init__(self, python_function, input_signature=None, **options):
         self.python_function = python_function
+        self.input_signature = None if input_signature is None else tuple(input_signature)
         self._options = options
         self._programs: dict = {}
         self._globals: dict[int, Variable] = {}  # Variables discovered while tracing
         self._tracing_count = 0
+        self._may_create_variables = True  # until the first trace has finished
         functools.update_wrapper(self, python_function)
 
     def __get__(self, instance, owner):
@@ -90,7 +166,11 @@ class Function:
         bound = self.__dict__.setdefault("_bound", {})
         key = id(instance)
         if key not in bound:
-            bound[key] = Function(self.python_function.__get__(instance, owner), **self._options)
+            bound[key] = Function(
+                self.python_function.__get__(instance, owner),
+                input_signature=self.input_signature,
+                **self._options,
+            )
         return bound[key]
 
     def experimental_get_tracing_count(self) -> int:
@@ -100,13 +180,36 @@ class Function:
     def __call__(self, *args, **kwargs):
         if state.var_values is not None:  # inside another function's trace: inline
             return self.python_function(*args, **kwargs)
+        if self.input_signature is not None:
+            args, kwargs = bind_to_signature(
+                self.python_function, self.input_signature, args, kwargs
+            )
+        return self._call_bound(args, kwargs)
+
+    def _call_bound(self, args, kwargs):
+        flat, in_tree, specs, prog = self._program_for(args, kwargs)
+        return self._run(prog, flat, specs)
+
+    def _program_for(self, args, kwargs):
         flat, in_tree = tree_util.tree_flatten((args, kwargs), is_leaf=_is_leaf)
         specs = tuple(_spec(x) for x in flat)
         key = (in_tree, specs)
         prog = self._programs.get(key)
         if prog is None:
             prog = self._programs[key] = self._trace(flat, in_tree, specs)
-        return self._run(prog, flat, specs)
+        return flat, in_tree, specs, prog
+
+    def get_concrete_function(self, *args, **kwargs) -> ConcreteFunction:
+        """The function specialised to these arguments: TensorSpecs (or tensors, taken as their
+        specs) and Python values. Traced now when every shape is known.
+
+        Example:
+          >>> cf = f.get_concrete_function(tf.TensorSpec([None], tf.float32))
+          >>> cf(tf.constant([1.0, 2.0]))
+        """
+        if not args and not kwargs and self.input_signature is not None:
+            args = self.input_signature
+        return ConcreteFunction(self, args, kwargs)
 
     def _converted_function(self):
         """The Python function with AutoGraph's control-flow conversion (unless autograph=False)."""
@@ -119,7 +222,7 @@ class Function:
     # --- tracing ----------------------------------------------------------------------------------
     def _trace(self, flat, in_tree, specs):
         arg_vars = [x for x in flat if isinstance(x, Variable)]
-        while True:
+        for _ in range(_MAX_TRACES):
             variables = list({id(v): v for v in [*arg_vars, *self._globals.values()]}.values())
             box: dict = {}
             pure = self._pure(flat, in_tree, specs, variables, box)
@@ -130,15 +233,35 @@ class Function:
             with contextlib.redirect_stdout(out):
                 traced = jitted.trace(var_vals, dyn_vals)
             self._tracing_count += 1
-            new = [v for v in box["discovered"] if id(v) not in {id(u) for u in variables}]
-            if not new:
+            created = box["created"]
+            if created and not self._may_create_variables:
+                raise ValueError(_SINGLETON_VARIABLES)
+            known = {id(u) for u in variables}
+            new = [v for v in box["discovered"] if id(v) not in known]
+            if not new and not created:
                 sys.stdout.write(out.getvalue())
                 break
-            for v in new:  # retrace with these lifted too; the first trace's output is dropped
+            # Retrace with these lifted too (the first trace's output is dropped); Variables
+            # created on the first trace must already exist on the next one.
+            self._may_create_variables = False
+            for v in new:
                 self._globals[id(v)] = v
+        else:
+            raise RuntimeError(
+                f"tf.function traced {self.python_function.__name__!r} {_MAX_TRACES} times and "
+                "each trace read Variables the previous ones had not; read the same Variables "
+                "on every trace."
+            )
+        self._may_create_variables = False
         compiled = traced.lower().compile()
         return _Program(
-            variables, jitted, compiled, box["out_tree"], box["out_static"], box["out_kinds"]
+            variables,
+            jitted,
+            compiled,
+            box["out_tree"],
+            box["out_static"],
+            box["out_kinds"],
+            box["out_order"],
         )
 
     def _pure(self, flat, in_tree, specs, variables, box):
@@ -147,12 +270,13 @@ class Function:
         def pure(var_vals, dyn_vals):
             lifted = {id(v): val for v, val in zip(variables, var_vals, strict=True)}
             log: list = []
+            created: list = []
             dyn = iter(dyn_vals)
             leaves = [
                 Tensor(next(dyn)) if s[0] == "dyn" else x for x, s in zip(flat, specs, strict=True)
             ]
             args, kwargs = tree_util.tree_unflatten(in_tree, leaves)
-            with _fresh_recorders(), lifted_variables(lifted, log):
+            with _fresh_recorders(), lifted_variables(lifted, log), created_variables(created):
                 result = fn(*args, **kwargs)
                 out_flat, out_tree = tree_util.tree_flatten(result, is_leaf=_is_leaf)
                 kinds, values, static = [], [], []
@@ -168,9 +292,11 @@ class Function:
                         static.append(o)
             box.update(
                 discovered=list({id(v): v for v in log}.values()),
+                created=created,
                 out_tree=out_tree,
                 out_static=static,
                 out_kinds=kinds,
+                out_order=skeleton(result),
             )
             return values, [lifted[id(v)] for v in variables]
 
@@ -190,7 +316,7 @@ class Function:
             v._value = val
         it_t, it_s = iter(out_tensors), iter(prog.out_static)
         leaves = [next(it_t) if k != "static" else next(it_s) for k in prog.out_kinds]
-        return tree_util.tree_unflatten(prog.out_tree, leaves)
+        return in_order_of(prog.out_order, tree_util.tree_unflatten(prog.out_tree, leaves))
 
     def _record_call(self, prog, dyn_args, outs):
         """Show the call to active tapes as one op of the Variables' reads and tensor inputs."""
@@ -205,7 +331,46 @@ class Function:
         return list(apply(call, inputs, outputs=tuple(outs)))
 
 
+class ConcreteFunction:
+    """A `Function` specialised to one input signature (TF's `ConcreteFunction`): call it with
+    tensors matching `structured_input_signature`; Python arguments are fixed."""
+
+    def __init__(self, function: Function, args, kwargs):
+        self.function = function
+        self._args, self._kwargs = tuple(args), dict(kwargs)
+
+        def as_spec(x):
+            return TensorSpec.from_tensor(x) if isinstance(x, Tensor | Variable) else x
+
+        flat, self._tree = tree_util.tree_flatten((self._args, self._kwargs), is_leaf=_is_leaf)
+        self._flat = [as_spec(x) for x in flat]
+        self._spec_positions = [i for i, x in enumerate(self._flat) if isinstance(x, TensorSpec)]
+        self.structured_input_signature = tree_util.tree_unflatten(self._tree, self._flat)
+        if all(self._flat[i].is_fully_defined() for i in self._spec_positions):
+            args_, kwargs_ = self.structured_input_signature
+            function._program_for(args_, kwargs_)  # trace now, as TF does
+
+    def __call__(self, *args, **kwargs):
+        given, _ = tree_util.tree_flatten((args, kwargs), is_leaf=_is_leaf)
+        specs = [self._flat[i] for i in self._spec_positions]
+        if len(given) != len(specs):
+            raise TypeError(
+                f"This ConcreteFunction takes {len(specs)} tensor argument(s) "
+                f"({specs!r}); got {len(given)}."
+            )
+        flat = list(self._flat)
+        for i, spec, v in zip(self._spec_positions, specs, given, strict=True):
+            t = v if isinstance(v, Tensor) else convert_to_tensor(v, dtype_hint=spec.dtype)
+            if not spec.is_compatible_with(t):
+                raise _binding_error(v, spec, args, kwargs, f"{specs!r}")
+            flat[i] = t
+        call_args, call_kwargs = tree_util.tree_unflatten(self._tree, flat)
+        return self.function._call_bound(call_args, call_kwargs)
+
+
 def _value(x):
+    if isinstance(x, TensorSpec):
+        return jax.ShapeDtypeStruct(tuple(x.shape), x.dtype)
     return x._value if isinstance(x, Tensor) else jax.numpy.asarray(x)
 
 
@@ -216,7 +381,12 @@ def function(
     jit_compile=None,
     reduce_retracing=False,
     experimental_compile=None,
-    **kwargs,
+    experimental_relax_shapes=None,
+    experimental_implements=None,
+    experimental_autograph_options=None,
+    experimental_attributes=None,
+    experimental_follow_type_hints=None,
+    name=None,
 ):
     """Compile `func` into one XLA program per input signature (TF's `tf.function`).
 
@@ -225,12 +395,35 @@ def function(
     With `autograph=True` (the default) `if`/`while`/`for` on tensor values in `func` become
     conditionals and loops of the compiled program (`transforms.autograph`).
 
+    Args:
+      func: the Python function (or use `@tf.function(...)` as a decorator factory).
+      input_signature: a list of `tf.TensorSpec` (or nests of them), one per positional
+        parameter: calls must match (a None dimension matches any size), Python numbers are
+        converted to the spec's dtype, and anything else raises TF's TypeError.
+      jit_compile, experimental_compile: accepted; every program is XLA-compiled here.
+      reduce_retracing, experimental_relax_shapes: accepted. XLA needs static shapes, so each
+        new concrete shape still gets its own program (and Python trace).
+      autograph: convert Python control flow on tensors (True, the default) or not.
+
     Example:
       >>> @tf.function
       ... def f(x): return x * x
       >>> f(tf.constant(3.0)).numpy()
       9.0
     """
+    options = {
+        "jit_compile": jit_compile if experimental_compile is None else experimental_compile,
+        "reduce_retracing": bool(reduce_retracing or experimental_relax_shapes),
+        "autograph": autograph,
+    }
+    if input_signature is not None:
+        input_signature = list(input_signature)
+        for spec in tree_util.tree_leaves(input_signature, is_leaf=_is_leaf):
+            if not isinstance(spec, TensorSpec):
+                raise TypeError(
+                    f"input_signature must be a possibly nested sequence of TensorSpec "
+                    f"objects, got {spec!r}."
+                )
     if func is None:
-        return lambda f: Function(f, autograph=autograph)
-    return Function(func, autograph=autograph)
+        return lambda f: Function(f, input_signature=input_signature, **options)
+    return Function(func, input_signature=input_signature, **options)

@@ -1,6 +1,7 @@
 """`tf.math`: the elementwise and reduction ops under their `tf.math` names."""
 
-from .nn import softmax  # noqa: F401
+from .linalg import l2_normalize  # noqa: F401
+from .nn import log_softmax, softmax  # noqa: F401
 from .ops import (  # noqa: F401
     abs,
     acos,
@@ -16,6 +17,7 @@ from .ops import (  # noqa: F401
     cosh,
     cumsum,
     divide,
+    divide_no_nan,
     equal,
     erf,
     exp,
@@ -43,6 +45,7 @@ from .ops import (  # noqa: F401
     reciprocal,
     reduce_all,
     reduce_any,
+    reduce_euclidean_norm,
     reduce_logsumexp,
     reduce_max,
     reduce_mean,
@@ -65,6 +68,7 @@ from .ops import (  # noqa: F401
     tan,
     tanh,
     truediv,
+    xlogy,
 )
 
 

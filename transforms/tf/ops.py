@@ -14,7 +14,7 @@ import numpy as np
 from jax import lax
 
 from .core import apply
-from .tensor import Tensor, _as_value, is_float
+from .tensor import Tensor, _as_value, float32, is_float
 from .variable import Variable
 
 newaxis = None
@@ -239,31 +239,46 @@ def _shape_of(shape):
     return tuple(int(s) for s in shape)
 
 
+def _constant_array(make):
+    # Concrete even while tf.function traces: a constant can then initialise a Variable on the
+    # first call (`tf.Variable(tf.zeros(x.shape))`), as TF's constant ops can.
+    with jax.ensure_compile_time_eval():
+        return Tensor(make())
+
+
 def zeros(shape, dtype=np.float32, name=None):
-    return Tensor(jnp.zeros(_shape_of(shape), dtype))
+    return _constant_array(lambda: jnp.zeros(_shape_of(shape), dtype))
 
 
 def ones(shape, dtype=np.float32, name=None):
-    return Tensor(jnp.ones(_shape_of(shape), dtype))
+    return _constant_array(lambda: jnp.ones(_shape_of(shape), dtype))
 
 
 def fill(dims, value, name=None):
     v = _t(value)
-    return Tensor(jnp.full(_shape_of(dims), v._value, v.dtype))
+    if isinstance(v._value, jax.core.Tracer):
+        return apply(lambda x: jnp.full(_shape_of(dims), x, v.dtype), [v])
+    return _constant_array(lambda: jnp.full(_shape_of(dims), v._value, v.dtype))
 
 
 def zeros_like(input, dtype=None, name=None):
     x = _t(input)
-    return Tensor(jnp.zeros(x.shape, dtype or x.dtype))
+    return _constant_array(lambda: jnp.zeros(x.shape, dtype or x.dtype))
 
 
 def ones_like(input, dtype=None, name=None):
     x = _t(input)
-    return Tensor(jnp.ones(x.shape, dtype or x.dtype))
+    return _constant_array(lambda: jnp.ones(x.shape, dtype or x.dtype))
 
 
 def eye(num_rows, num_columns=None, batch_shape=None, dtype=np.float32, name=None):
-    return Tensor(jnp.eye(num_rows, num_columns, dtype=dtype))
+    def make():
+        m = jnp.eye(num_rows, num_columns, dtype=dtype)
+        if batch_shape is not None:
+            m = jnp.broadcast_to(m, (*_shape_of(batch_shape), *m.shape))
+        return m
+
+    return _constant_array(make)
 
 
 def range(start, limit=None, delta=1, dtype=None, name="range"):
@@ -281,8 +296,19 @@ def range(start, limit=None, delta=1, dtype=None, name="range"):
 
 
 def linspace(start, stop, num, name=None, axis=0):
+    """`num` evenly spaced values from `start` to `stop` (both included), differentiable in
+    both; integer bounds give float64 values, as in TF.
+
+    Example:
+      >>> tf.linspace(-2, 2, 5).numpy()
+      array([-2., -1.,  0.,  1.,  2.])
+    """
     s, e = _t(start), _t(stop)
-    return Tensor(jnp.linspace(s._value, e._value, int(num), axis=axis, dtype=s.dtype))
+    # float64 as in TF; float32 when JAX runs without x64 (float64 is unavailable there).
+    dtype = s.dtype if is_float(s.dtype) else _index_dtype(np.float64)
+    s, e = cast(s, dtype), cast(e, dtype)
+    n = int(num)
+    return apply(lambda a, b: jnp.linspace(a, b, n, axis=axis, dtype=dtype), [s, e])
 
 
 def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=np.float32, name=None):
@@ -512,9 +538,12 @@ def reduce_std(input_tensor, axis=None, keepdims=False, name=None):
 
 
 def _index_dtype(dtype):
-    # TF's int64 indices; int32 when JAX runs without x64 (int64 is unavailable there).
+    # TF's int64 indices (float64 values); 32 bits when JAX runs without x64 (64-bit types are
+    # unavailable there).
     dtype = np.dtype(dtype)
-    return np.dtype(np.int32) if dtype == np.int64 and not jax.config.jax_enable_x64 else dtype
+    if jax.config.jax_enable_x64:
+        return dtype
+    return {np.dtype(np.int64): np.dtype(np.int32), np.dtype(np.float64): float32}.get(dtype, dtype)
 
 
 def argmax(input, axis=None, output_type=np.int64, name=None):
@@ -525,13 +554,6 @@ def argmax(input, axis=None, output_type=np.int64, name=None):
 def argmin(input, axis=None, output_type=np.int64, name=None):
     ax = 0 if axis is None else int(axis)
     return Tensor(jnp.argmin(_t(input)._value, axis=ax).astype(_index_dtype(output_type)))
-
-
-def norm(tensor, ord="euclidean", axis=None, keepdims=None, name=None):
-    ax = _axis(axis)
-    if ord not in ("euclidean", 2, "fro"):
-        raise NotImplementedError(f"tf.norm with ord={ord!r} is not supported; use 'euclidean'.")
-    return apply(lambda v: jnp.sqrt(jnp.sum(v * v, axis=ax, keepdims=bool(keepdims))), [_t(tensor)])
 
 
 def cumsum(x, axis=0, exclusive=False, reverse=False, name=None):
@@ -623,3 +645,116 @@ for _cls in (Tensor, Variable):
     for _name, _fn in _OPERATORS.items():
         setattr(_cls, _name, _fn)
     _cls.__hash__ = None
+
+
+# --- clipping and padding -------------------------------------------------------------------------
+
+
+def _clip_by_norm(v, clip, axes):
+    # TF's formula, so values and gradients (at the kink too) are TF's.
+    l2sum = jnp.sum(v * v, axis=axes, keepdims=True)
+    positive = l2sum > 0
+    l2norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, l2sum, jnp.ones_like(l2sum))), l2sum)
+    return v * clip / jnp.maximum(l2norm, clip)
+
+
+def clip_by_norm(t, clip_norm, axes=None, name=None):
+    """`t` rescaled so that its L2 norm (over `axes`, all by default) is at most `clip_norm`.
+
+    Example:
+      >>> tf.clip_by_norm(tf.constant([3.0, 4.0]), 1.0).numpy()
+      array([0.6, 0.8], dtype=float32)
+    """
+    x = _t(t)
+    ax = _axis(axes)
+    clip = _t(clip_norm) if isinstance(clip_norm, Tensor | Variable) else None
+    if clip is None:
+        c = float(clip_norm)
+        return apply(lambda v: _clip_by_norm(v, jnp.asarray(c, v.dtype), ax), [x])
+    return apply(lambda v, c: _clip_by_norm(v, c.astype(v.dtype), ax), [x, clip])
+
+
+def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
+    """`(clipped list, global norm)`: every tensor scaled by
+    `clip_norm / max(global_norm, clip_norm)` (TF's formula; None entries stay None).
+
+    Example:
+      >>> grads, norm = tf.clip_by_global_norm(grads, 5.0)
+    """
+    if isinstance(t_list, Tensor | Variable):
+        raise TypeError("`t_list` should be a sequence of tensors, not a single tensor.")
+    items = list(t_list)
+    present = [_t(t) for t in items if t is not None]
+    if use_norm is None:
+        norm_t = apply(lambda *vs: jnp.sqrt(builtins.sum(jnp.sum(v * v) for v in vs)), present)
+    else:
+        norm_t = _t(use_norm)
+    clip = _t(clip_norm) if isinstance(clip_norm, Tensor | Variable) else None
+    dtype = norm_t.dtype
+
+    def scale_of(n, *c):
+        c = c[0].astype(dtype) if c else jnp.asarray(float(clip_norm), dtype)
+        # `+ (n - n)`: a NaN or inf norm gives NaN everywhere, as in TF.
+        return c * jnp.minimum(1.0 / n, 1.0 / c) + (n - n)
+
+    scale = apply(scale_of, [norm_t] + ([clip] if clip is not None else []))
+    out, it = [], iter(present)
+    for t in items:
+        if t is None:
+            out.append(None)
+            continue
+        x = next(it)
+        out.append(apply(lambda v, s: v * s.astype(v.dtype), [x, scale]))
+    return out, norm_t
+
+
+def pad(tensor, paddings, mode="CONSTANT", constant_values=0, name=None):
+    """`tensor` padded by `paddings[i] = [before, after]` along each axis; `mode` is
+    "CONSTANT" (with `constant_values`), "REFLECT" or "SYMMETRIC" (TF's modes)."""
+    x = _t(tensor)
+    widths = tuple((int(a), int(b)) for a, b in np.asarray(paddings).reshape(-1, 2))
+    m = mode.upper()
+    if m == "CONSTANT":
+        fill_value = np.asarray(float(constant_values) if is_float(x.dtype) else constant_values)
+        return apply(
+            lambda v: jnp.pad(
+                v, widths, mode="constant", constant_values=fill_value.astype(v.dtype)
+            ),
+            [x],
+        )
+    if m in ("REFLECT", "SYMMETRIC"):
+        return apply(lambda v: jnp.pad(v, widths, mode=m.lower()), [x])
+    raise ValueError(
+        f'Value of argument `mode` expected to be one of "CONSTANT", "REFLECT", '
+        f'or "SYMMETRIC". Received `mode` = {mode}'
+    )
+
+
+def divide_no_nan(x, y, name=None):
+    """`x / y`, and 0 where `y` is 0 (gradients too, as TF's safe division)."""
+    a, b = _pair(x, y)
+
+    def f(u, v):
+        zero = v == 0
+        safe = jnp.where(zero, jnp.ones_like(v), v)
+        return jnp.where(zero, jnp.zeros_like(u / safe), u / safe)
+
+    return apply(f, [a, b])
+
+
+def xlogy(x, y, name=None):
+    """`x * log(y)`, and 0 where `x` is 0."""
+    a, b = _pair(x, y)
+
+    def f(u, v):
+        zero = u == 0
+        safe = jnp.where(zero, jnp.ones_like(v), v)
+        return jnp.where(zero, jnp.zeros_like(u), u * jnp.log(safe))
+
+    return apply(f, [a, b])
+
+
+def reduce_euclidean_norm(input_tensor, axis=None, keepdims=False, name=None):
+    """`sqrt(sum(x**2))` over `axis`."""
+    ax = _axis(axis)
+    return apply(lambda v: jnp.sqrt(jnp.sum(v * v, axis=ax, keepdims=keepdims)), [_t(input_tensor)])

@@ -52,6 +52,41 @@ def flatten(nest):
     return tree_util.tree_flatten(nest, is_leaf=lambda x: x is None or _is_leaf(x))
 
 
+def in_order_of(template, value):
+    """`value` (unflattened by `tree_util`, whose dicts come out key-sorted) with the dicts of
+    `template` in their insertion order, as TF's `nest.pack_sequence_as` returns them."""
+    if isinstance(template, dict) and isinstance(value, dict):
+        return type(value)((k, in_order_of(template[k], value[k])) for k in template)
+    if (
+        isinstance(template, list | tuple)
+        and isinstance(value, list | tuple)
+        and len(template) == len(value)
+    ):
+        items = [in_order_of(a, b) for a, b in zip(template, value, strict=True)]
+        if isinstance(value, list):
+            return items
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return value
+
+
+def skeleton(nest):
+    """`nest`'s containers with every leaf replaced by None: enough for `in_order_of`, and holds
+    no tensors."""
+    if isinstance(nest, dict):
+        return type(nest)((k, skeleton(v)) for k, v in nest.items())
+    if isinstance(nest, list):
+        return [skeleton(v) for v in nest]
+    if isinstance(nest, tuple):
+        items = [skeleton(v) for v in nest]
+        return type(nest)(*items) if hasattr(nest, "_fields") else tuple(items)
+    return None
+
+
+def unflatten_like(template, tree, leaves):
+    """`tree_unflatten`, keeping `template`'s dict order (TF keeps insertion order)."""
+    return in_order_of(template, tree_util.tree_unflatten(tree, leaves))
+
+
 class _Unkeyable(Exception):
     """An op function closes over something we cannot key on (an array, a Python object)."""
 
@@ -354,8 +389,9 @@ class GradientTape:
                 )
 
     def watched_variables(self):
-        """The Variables this tape watched, in the order first watched."""
-        return tuple(self._watched_vars.values())
+        """The Variables this tape watched, in creation order (TF keeps them ordered by
+        variable id), also after a non-persistent tape's `gradient`."""
+        return tuple(sorted(self._watched_vars.values(), key=lambda v: v._uid))
 
     class _StopRecording:
         def __init__(self, tape):
@@ -397,7 +433,10 @@ class GradientTape:
     def _release(self):
         if not self._persistent:
             self._used = True
+            watched = self._watched_vars
             self._clear()
+            # TF frees the recorded ops but still reports what the tape watched.
+            self._watched_vars = watched
 
     def _leaves_of(self, sources):
         """Per source: the recorded tensors that stand for it (a Variable's watched reads)."""
@@ -426,7 +465,9 @@ class GradientTape:
         out = []
         for t in flat:
             if isinstance(t, Variable):
-                t = t._read_value_for_op()
+                # A value, not a recorded read: TF differentiates a target Variable as its
+                # handle, so it is connected to itself only (see _add_self_gradients).
+                t = Tensor(t._current())
             if not isinstance(t, Tensor):
                 raise TypeError(
                     f"Argument `{what}` holds {type(t).__name__}, not a Tensor or Variable."
@@ -461,11 +502,11 @@ class GradientTape:
         self._check_usable_no_pop()
         targets, _ = self._targets_of(target)
         src_flat, src_tree = flatten(sources)
-        seeds = self._seeds(targets, output_gradients)
+        all_seeds = self._seeds(targets, output_gradients)
         self._check_usable()
         per_source = self._leaves_of(src_flat)
         plan = _Plan(self._nodes, [t for ts in per_source for t in ts], targets)
-        seeds = [s for s, m in zip(seeds, plan.target_masks, strict=True) if m]
+        seeds = [s for s, m in zip(all_seeds, plan.target_masks, strict=True) if m]
         leaf_grads = {}
         if plan.leaves:
             n_in = len(plan.in_ids)
@@ -488,8 +529,31 @@ class GradientTape:
             self._sum_leaves([leaf_grads[id(t)] for t in ts if id(t) in leaf_grads], s, mode)
             for ts, s in zip(per_source, src_flat, strict=True)
         ]
+        self._add_self_gradients(result, flatten(target)[0], all_seeds, src_flat)
         self._release()
-        return tree_util.tree_unflatten(src_tree, result)
+        return unflatten_like(sources, src_tree, result)
+
+    def _add_self_gradients(self, result, target_flat, seeds, src_flat, jacobian=False):
+        """Add d target / d target for each target that is itself a source (TF: the seed, or
+        an identity Jacobian for `jacobian`), watched or not. A watched Tensor
+        target is already its own leaf in the plan, so only the other cases are added here."""
+        for i, s in enumerate(src_flat):
+            if isinstance(s, Tensor) and id(s) in self._tracked:
+                continue
+            own = []
+            for j, t in enumerate(target_flat):
+                if t is not s or not is_float(s.dtype):
+                    continue
+                if not jacobian:
+                    own.append(seeds[j])
+                else:
+                    n = math.prod(s.shape)
+                    eye = jnp.eye(n, dtype=s.dtype).reshape(tuple(s.shape) * 2)
+                    own.append(Tensor(eye))
+            if not own:
+                continue
+            parts = ([result[i]] if result[i] is not None else []) + own
+            result[i] = parts[0] if len(parts) == 1 else self._sum_leaves(parts, s, None)
 
     def _check_usable_no_pop(self):
         if self._used:
@@ -594,7 +658,8 @@ class GradientTape:
                 for leaf in plan.leaves:
                     blocks[(id(tgt), id(leaf))] = next(it)
         tgt_results = []
-        for t, tmask in zip(targets, plan.target_masks, strict=True):
+        target_flat, _ = flatten(target)
+        for t, orig, tmask in zip(targets, target_flat, plan.target_masks, strict=True):
             row = []
             for ts, s in zip(per_source, src_flat, strict=True):
                 grads = [
@@ -607,9 +672,10 @@ class GradientTape:
                     row.append(Tensor(jnp.zeros(t.shape + value.shape, value.dtype)))
                 else:
                     row.append(self._sum_leaves(grads, s, UnconnectedGradients.NONE))
-            tgt_results.append(tree_util.tree_unflatten(src_tree, row))
+            self._add_self_gradients(row, [orig], [None], src_flat, jacobian=True)
+            tgt_results.append(unflatten_like(sources, src_tree, row))
         self._release()
-        return tree_util.tree_unflatten(tgt_tree, tgt_results)
+        return unflatten_like(target, tgt_tree, tgt_results)
 
     def batch_jacobian(
         self,

@@ -48,6 +48,8 @@ class Variable(ArrayTyped):
         self._name = name if name is not None else "Variable"
         self._uid = next(_names)
         del shape
+        if state.created_log is not None:
+            state.created_log.append(self)
 
     # --- reads ------------------------------------------------------------------------------------
     def _current(self):
