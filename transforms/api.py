@@ -19,7 +19,7 @@ from jax import dtypes, tree_util
 from jax.core import ShapedArray
 from jax.extend.core import primitives as P
 
-from . import engine
+from . import concrete, engine
 from .tracing import shape_dtype, trace_flat
 from .zeros import (
     Zero,
@@ -86,10 +86,10 @@ def _trace(fun, args, has_aux: bool, api_name: str):
                 )
             return tuple(res)
 
-        closed, tree = trace_flat(fun_aux, in_tree, _avals(flat))
+        closed, tree = concrete.trace_flat(fun_aux, in_tree, flat)
         out_tree, aux_tree = tree.children()
     else:
-        closed, out_tree = trace_flat(fun, in_tree, _avals(flat))
+        closed, out_tree = concrete.trace_flat(fun, in_tree, flat)
         aux_tree = None
     return closed, flat, out_tree, aux_tree
 
@@ -578,7 +578,7 @@ def _try_compiled(tag, f, dyn: tuple, extra, run):
         return engine.MISS
     try:
         flat, in_tree = _flatten_args(dyn)
-        closed, out_tree = trace_flat(f, in_tree, _avals(flat))
+        closed, out_tree = concrete.trace_flat(f, in_tree, flat)
     except Exception:  # noqa: BLE001 - the direct path reports the error properly
         return engine.MISS
     extra_flat, extra_tree = tree_util.tree_flatten(extra)

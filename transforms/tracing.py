@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import jax
 import numpy as np
 from jax import tree_util
@@ -14,7 +16,7 @@ from ._jax import core as _core
 from ._jax import linear_util as _lu
 from ._jax import mesh as _mesh_lib
 from ._jax import partial_eval as _pe
-from .errors import TracedControlFlowError
+from .errors import traced_control_flow_error
 
 
 def shape_dtype(x):
@@ -62,7 +64,7 @@ def trace_flat(fun, in_tree, avals_flat) -> tuple[ClosedJaxpr, tree_util.PyTreeD
     try:
         closed = trace_to_closed(flat_fun, avals_flat)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as e:
-        raise TracedControlFlowError(e) from e
+        raise traced_control_flow_error(e) from e
     return closed, out_tree_box[-1]
 
 
@@ -199,6 +201,28 @@ def _param_key(p, memo):
     return p
 
 
+class PathKey(tuple):
+    """The decisions Python control flow took while a jaxpr was traced (`concrete.py`).
+
+    Part of the jaxpr's cache key; its type tells the engine the program is one path of many.
+    """
+
+    __slots__ = ()
+
+
+_paths: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # closed jaxpr -> PathKey
+
+
+def set_path(closed: ClosedJaxpr, decisions: tuple) -> None:
+    """Record the decisions taken while `closed` was traced: they become part of its key."""
+    _paths[closed] = PathKey(decisions)
+
+
+def path_of(closed: ClosedJaxpr):
+    """The decisions taken while tracing `closed` (a `PathKey`), or None for abstract traces."""
+    return _paths.get(closed)
+
+
 _last_key: tuple = (None, None)  # (closed jaxpr, its key): one call asks up to three times
 
 
@@ -210,6 +234,9 @@ def closed_key(closed: ClosedJaxpr):
         return last_key
     try:
         key = (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts))
+        path = path_of(closed)
+        if path is not None:
+            key = (*key, path)
     except Unkeyable:
         key = None
     _last_key = (closed, key)
