@@ -315,6 +315,7 @@ def trace_concrete(fun, in_tree, concretes, avals):
     try:
         closed = tracing.trace_to_closed(flat_fun, avals)
     finally:
-        _logs.stack.remove(log)
+        # by identity: logs are lists, and equal lists are not the same log
+        del _logs.stack[next(i for i, x in enumerate(_logs.stack) if x is log)]
     tracing.set_path(closed, tuple(log))
     return closed, out_tree_box[-1]

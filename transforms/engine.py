@@ -21,7 +21,14 @@ from . import debug as _debug
 from .interpreter import eval_jaxpr
 from .jvp import differentiation_mode, jvp_eval
 from .partial_eval import Split, partial_eval
-from .tracing import any_tracer, aval_struct, closed_key, shape_dtype, trace_to_closed
+from .tracing import (
+    any_tracer,
+    aval_struct,
+    closed_key,
+    first_sight_of_path,
+    shape_dtype,
+    trace_to_closed,
+)
 from .transpose import backward_pass
 from .zeros import Zero, instantiate, tangent_aval, zeros_like_aval
 
@@ -77,6 +84,8 @@ def _compile_now(n_eqns: int, key) -> bool:
     MAX_FUSED_EQNS never.
     """
     if key is None or n_eqns > MAX_FUSED_EQNS:
+        return False
+    if first_sight_of_path(key):  # one path of Python control flow: op by op, as jax.grad
         return False
     if n_eqns <= MAX_COMPILED_EQNS:
         return True
@@ -219,7 +228,11 @@ class Linearized:
     @property
     def cached(self) -> bool:
         """Whether its split parts (forward with residuals, linear, transposed) are compiled."""
-        return self.key is not None and self.n_eqns <= MAX_COMPILED_EQNS
+        return (
+            self.key is not None
+            and self.n_eqns <= MAX_COMPILED_EQNS
+            and not first_sight_of_path(self.key)
+        )
 
     @property
     def num_residuals(self) -> int:

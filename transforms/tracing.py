@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 
 import jax
 import numpy as np
@@ -213,14 +214,30 @@ class PathKey(tuple):
 _paths: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # closed jaxpr -> PathKey
 
 
+_sightings: OrderedDict = OrderedDict()  # closed_key of a path -> how many traces took it
+
+
 def set_path(closed: ClosedJaxpr, decisions: tuple) -> None:
     """Record the decisions taken while `closed` was traced: they become part of its key."""
     _paths[closed] = PathKey(decisions)
+    key = closed_key(closed)
+    if key is not None:
+        _sightings[key] = _sightings.pop(key, 0) + 1
+        if len(_sightings) > 1024:
+            _sightings.popitem(last=False)
 
 
 def path_of(closed: ClosedJaxpr):
     """The decisions taken while tracing `closed` (a `PathKey`), or None for abstract traces."""
     return _paths.get(closed)
+
+
+def first_sight_of_path(key) -> bool:
+    """Whether `key` (a derivative program's) holds a path traced only once so far."""
+    return any(
+        type(part) is tuple and part and type(part[-1]) is PathKey and _sightings.get(part, 0) <= 1
+        for part in key
+    )
 
 
 _last_key: tuple = (None, None)  # (closed jaxpr, its key): one call asks up to three times
