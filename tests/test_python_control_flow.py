@@ -395,3 +395,39 @@ def test_under_jit_and_vmap_the_error_is_jaxs(fun, kind, outer, api):
     jax_sentence = str(jax_info.value).split("\n")[0].split(":")[0]
     assert str(info.value).startswith(jax_sentence), (str(info.value), jax_sentence)
     assert "lax.cond" in str(info.value) and "jnp.where" in str(info.value)
+
+
+def test_error_names_the_function_and_argument_as_jax_does():
+    def model_loss(w, b):
+        return jnp.sin(w) * b if w > 0 else b
+
+    with pytest.raises(jax.errors.TracerBoolConversionError) as info:
+        jax.jit(T.grad(model_loss))(1.0, 2.0)
+    msg = str(info.value)
+    assert "the function model_loss at" in msg and "the argument w" in msg, msg
+    with pytest.raises(jax.errors.TracerBoolConversionError) as info:
+        jax.jit(T.grad(lambda b, w: model_loss(w, b), argnums=1))(2.0, 1.0)
+    assert "the argument w" in str(info.value), str(info.value)
+
+
+def test_jacobian_auto_mode_with_python_control_flow():
+    def f(x):
+        return jnp.sin(x) * x if jnp.sum(x) > 0 else x**3
+
+    for x in (np.array([0.3, 0.5]), np.array([-0.3, -0.5])):
+        assert_tree_allclose(T.jacobian(f, mode="auto")(x), jax.jacobian(f)(x))
+
+
+def test_function_seen_branching_is_traced_once_per_call():
+    runs = []
+
+    def f(x):
+        runs.append(1)
+        return jnp.sin(x) if x > 0 else -x
+
+    g = T.grad(f)
+    g(1.0)  # the abstract attempt, then the path
+    assert len(runs) == 2
+    for x in (2.0, -1.0, 0.5):
+        assert_tree_allclose(g(x), jax.grad(f)(x))
+    assert len(runs) == 2 + 3 + 3  # ours: once per call from then on; JAX's: once per call

@@ -86,6 +86,7 @@ def _trace(fun, args, has_aux: bool, api_name: str):
                 )
             return tuple(res)
 
+        fun_aux._transforms_calls = (fun, None)
         closed, tree = concrete.trace_flat(fun_aux, in_tree, flat)
         out_tree, aux_tree = tree.children()
     else:
@@ -156,6 +157,7 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
             full[i] = x
         return fun(*full)
 
+    f_partial._transforms_calls = (fun, argnums)  # so tracing errors name fun's arguments
     return f_partial, dyn
 
 
@@ -897,10 +899,11 @@ def jacobian(
         f = partial(fun, **kwargs) if kwargs else fun
         f_partial, dyn = _argnums_partial(f, args, argnums_t, "jacobian")
         n_in = sum(int(np.prod(np.shape(x))) for x in tree_util.tree_leaves(dyn))
-        out_shape = jax.eval_shape(f_partial, *dyn)
-        if has_aux:
-            out_shape = out_shape[0]
-        n_out = sum(int(np.prod(s.shape)) for s in tree_util.tree_leaves(out_shape))
+        flat, in_tree = _flatten_args(dyn)
+        # traced (not jax.eval_shape) so that Python control flow on values works here too
+        closed, out_tree = concrete.trace_flat(f_partial, in_tree, flat)
+        n_main = out_tree.children()[0].num_leaves if has_aux else out_tree.num_leaves
+        n_out = sum(int(np.prod(v.aval.shape)) for v in closed.jaxpr.outvars[:n_main])
         return (fwd if n_in < n_out else rev)(*args, **kwargs)
 
     return jacfun

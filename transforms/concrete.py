@@ -1,6 +1,6 @@
 """Tracing with the concrete values present: Python control flow on argument values, outside jit.
 
-`jax.grad` differentiates with the real values present, so `if x > 0:` on an argument works
+JAX's grad differentiates with the real values present, so `if x > 0:` on an argument works
 outside `jit`. We differentiate a jaxpr, traced first; abstract tracing cannot decide such a
 branch. When it meets one (and the arguments are concrete), `trace_flat` traces again with a
 `ConcreteTrace`: each of its tracers carries the concrete value computed from the real inputs
@@ -23,6 +23,7 @@ has no concrete value (it is a program input), so a branch on one raises JAX's e
 from __future__ import annotations
 
 import threading
+import weakref
 
 import jax
 import numpy as np
@@ -117,7 +118,7 @@ def concrete_value(x):
     """The concrete value of an argument: itself, a tracer's concrete value, or None.
 
     Tracers of our concrete traces have one, and so have JAX's JVP tracers outside jit (their
-    primal's): `transforms.grad` under `jax.grad` branches as `jax.grad` under `jax.grad` does.
+    primal's): our grad inside JAX's branches as JAX's grad inside its own does.
     Tracers of jit and vmap have none.
     """
     if isinstance(x, ConcreteTracer):
@@ -125,6 +126,10 @@ def concrete_value(x):
     if isinstance(x, _core.Tracer):
         return x.to_concrete_value()
     return x
+
+
+# Effects the traced program performs when it runs: not performed a second time while tracing.
+_EFFECTS_ONCE = frozenset({"debug_callback", "debug_print"})
 
 
 class ConcreteTrace(_core.Trace):
@@ -151,7 +156,7 @@ class ConcreteTrace(_core.Trace):
         concretes = [c for c, _ in pairs]
         with _core.set_current_trace(self.parent):
             symbolic_out = primitive.bind(*(s for _, s in pairs), **params)
-        if any(c is None for c in concretes):
+        if any(c is None for c in concretes) or primitive.name in _EFFECTS_ONCE:
             concrete_out = None
         else:
             with _core.set_current_trace(_core.eval_trace):
@@ -279,21 +284,50 @@ def _is_array_like(x) -> bool:
 # --- entry point ------------------------------------------------------------------------------
 
 
+# User functions seen branching on a value: later calls go straight to the concrete trace.
+_branching: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _user_function(fun):
+    while (link := getattr(fun, "_transforms_calls", None)) is not None:  # argnums, has_aux
+        fun = link[0]
+    return fun
+
+
+def _seen_branching(fun) -> bool:
+    try:
+        return fun in _branching
+    except TypeError:  # not weakly referenceable or not hashable
+        return False
+
+
+def _mark_branching(fun) -> None:
+    try:
+        _branching[fun] = True
+    except TypeError:
+        pass
+
+
 def trace_flat(fun, in_tree, args_flat):
     """`tracing.trace_flat` on the arguments' types; on Python control flow, on their values.
 
     Abstract tracing first: most functions have no such branch, and their traced program is
     the same for every value. When it fails on a branch and every argument has a concrete value
-    (outside jit: arrays, or tracers of an enclosing concrete trace), trace the path taken.
-    Otherwise (under jit or vmap) JAX's own error is raised, its type and message as JAX's.
+    (outside jit: arrays, or tracers of an enclosing concrete trace), trace the path taken; a
+    function seen branching once is traced concretely from then on (no failed attempt first).
+    Otherwise (under jit or vmap) the error raised is JAX's, its type and message as JAX's.
     """
     avals = [tracing.shape_dtype(x) for x in args_flat]
+    concretes = [concrete_value(x) for x in args_flat]
+    target = _user_function(fun)
+    if _seen_branching(target) and not any(c is None for c in concretes):
+        return trace_concrete(fun, in_tree, concretes, avals)
     try:
         return tracing.trace_flat(fun, in_tree, avals)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError):
-        concretes = [concrete_value(x) for x in args_flat]
         if any(c is None for c in concretes):
             raise
+    _mark_branching(target)
     return trace_concrete(fun, in_tree, concretes, avals)
 
 
@@ -311,6 +345,7 @@ def trace_concrete(fun, in_tree, concretes, avals):
 
         return run_concrete(call, concretes, symbolic)[1]
 
+    tracing.name_like(flat_fun, fun, in_tree, avals)
     _logs.stack.append(log)
     try:
         closed = tracing.trace_to_closed(flat_fun, avals)

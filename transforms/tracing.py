@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections import OrderedDict
 
@@ -62,11 +63,41 @@ def trace_flat(fun, in_tree, avals_flat) -> tuple[ClosedJaxpr, tree_util.PyTreeD
         out_tree_box.append(out_tree)
         return out_flat
 
+    name_like(flat_fun, fun, in_tree, avals_flat)
     try:
         closed = trace_to_closed(flat_fun, avals_flat)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as e:
         raise traced_control_flow_error(e) from e
     return closed, out_tree_box[-1]
+
+
+def name_like(flat_fun, fun, in_tree, avals_flat) -> None:
+    """Make JAX's tracing errors in `flat_fun` name `fun` and its arguments, as under jax.jit.
+
+    ("... while tracing the function f at model.py:12 for transforms. This concrete value was
+    not available in Python because it depends on the value of the argument x.") Our wrappers
+    (argnums, has_aux) say what they call in `_transforms_calls`: (function, argnums or None).
+    """
+    try:
+        argnums = None
+        while (link := getattr(fun, "_transforms_calls", None)) is not None:
+            fun, picked = link
+            argnums = picked if picked is not None else argnums
+        args = tuple(tree_util.tree_unflatten(in_tree, avals_flat))
+        params = list(inspect.signature(fun).parameters.values())
+        if argnums is not None:
+            params = [params[i] for i in argnums]
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if len(params) < len(args) or any(p.kind not in positional for p in params):
+            return
+        sig = inspect.Signature(
+            [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params]
+        )
+        sig = sig.replace(parameters=list(sig.parameters.values())[: len(args)])
+        dbg = _api_util.debug_info("transforms", fun, args, {}, signature=sig)
+        flat_fun.__fun_debug_info__ = dbg
+    except Exception:  # noqa: BLE001 - names are a courtesy: generic ones otherwise
+        pass
 
 
 def trace_to_closed(fn, structs) -> ClosedJaxpr:
