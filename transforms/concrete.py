@@ -26,10 +26,13 @@ import threading
 import weakref
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import tree_util
 
 from . import tracing
+from ._jax import ArrayImpl as _ArrayImpl
+from ._jax import TypedNdArray as _TypedNdArray
 from ._jax import core as _core
 from ._jax import linear_util as _lu
 
@@ -128,6 +131,9 @@ def concrete_value(x):
     return x
 
 
+_EAGER_TYPES = (_ArrayImpl, _TypedNdArray)
+_default_bind_params = _core.Primitive.get_bind_params
+
 # Effects the traced program performs when it runs: not performed a second time while tracing.
 _EFFECTS_ONCE = frozenset({"debug_callback", "debug_print"})
 
@@ -158,6 +164,11 @@ class ConcreteTrace(_core.Trace):
             symbolic_out = primitive.bind(*(s for _, s in pairs), **params)
         if any(c is None for c in concretes) or primitive.name in _EFFECTS_ONCE:
             concrete_out = None
+        elif all(type(c) in _EAGER_TYPES for c in concretes) and (
+            type(primitive).get_bind_params is _default_bind_params
+        ):
+            # on committed arrays `bind` only re-checks what tracing checked: call the primitive
+            concrete_out = primitive.impl(*concretes, **params)
         else:
             with _core.set_current_trace(_core.eval_trace):
                 concrete_out = primitive.bind(*concretes, **params)
@@ -288,6 +299,12 @@ def _is_array_like(x) -> bool:
 _branching: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _as_array(x, struct):
+    if isinstance(x, _core.Tracer):
+        return x
+    return jax.device_put(x) if struct.weak_type else jnp.asarray(x, struct.dtype)
+
+
 def _user_function(fun):
     while (link := getattr(fun, "_transforms_calls", None)) is not None:  # argnums, has_aux
         fun = link[0]
@@ -319,6 +336,11 @@ def trace_flat(fun, in_tree, args_flat):
     """
     avals = [tracing.shape_dtype(x) for x in args_flat]
     concretes = [concrete_value(x) for x in args_flat]
+    # Python scalars and NumPy arrays as device arrays of their traced type, once
+    concretes = [
+        c if c is None or type(c) in _EAGER_TYPES else _as_array(c, a)
+        for c, a in zip(concretes, avals, strict=True)
+    ]
     target = _user_function(fun)
     if _seen_branching(target) and not any(c is None for c in concretes):
         return trace_concrete(fun, in_tree, concretes, avals)
