@@ -124,11 +124,11 @@ def concrete_value(x):
     primal's): our grad inside JAX's branches as JAX's grad inside its own does.
     Tracers of jit and vmap have none.
     """
-    if isinstance(x, ConcreteTracer):
-        return x.concrete
-    if isinstance(x, _core.Tracer):
-        return x.to_concrete_value()
-    return x
+    for _ in range(64):  # a tracer's concrete value may be another tracer (a staged constant)
+        if not isinstance(x, _core.Tracer):
+            return x
+        x = x.concrete if isinstance(x, ConcreteTracer) else x.to_concrete_value()
+    return None
 
 
 _EAGER_TYPES = (_ArrayImpl, _TypedNdArray)
@@ -164,14 +164,16 @@ class ConcreteTrace(_core.Trace):
             symbolic_out = primitive.bind(*(s for _, s in pairs), **params)
         if any(c is None for c in concretes) or primitive.name in _EFFECTS_ONCE:
             concrete_out = None
-        elif all(type(c) in _EAGER_TYPES for c in concretes) and (
-            type(primitive).get_bind_params is _default_bind_params
-        ):
-            # on committed arrays `bind` only re-checks what tracing checked: call the primitive
-            concrete_out = primitive.impl(*concretes, **params)
         else:
+            # Eagerly, whichever trace is current (a caller may bind into us directly).
             with _core.set_current_trace(_core.eval_trace):
-                concrete_out = primitive.bind(*concretes, **params)
+                if all(type(c) in _EAGER_TYPES for c in concretes) and (
+                    type(primitive).get_bind_params is _default_bind_params
+                ):
+                    # on device arrays `bind` only re-checks what tracing checked
+                    concrete_out = primitive.impl(*concretes, **params)
+                else:
+                    concrete_out = primitive.bind(*concretes, **params)
         if primitive.multiple_results:
             if concrete_out is None:
                 concrete_out = [None] * len(symbolic_out)
@@ -257,6 +259,15 @@ class ConcreteTrace(_core.Trace):
             )
         concrete_out = out_box if len(out_box) == len(symbolic_out) else [None] * len(symbolic_out)
         return [self._wrap(c, s) for c, s in zip(concrete_out, symbolic_out, strict=True)]
+
+    def process_shard_map(self, *args, **kwargs):
+        raise NotImplementedError(
+            "Python control flow on argument values in a function that calls shard_map: the "
+            "branch is taken on concrete values, which shard_map's body does not see. Write the "
+            "branch with jax.lax.cond or jnp.where, or move it out of the function."
+        )
+
+    process_map = process_shard_map
 
     def cur_qdd(self, x):
         return None
