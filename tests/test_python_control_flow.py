@@ -431,3 +431,17 @@ def test_function_seen_branching_is_traced_once_per_call():
     for x in (2.0, -1.0, 0.5):
         assert_tree_allclose(g(x), jax.grad(f)(x))
     assert len(runs) == 2 + 3 + 3  # ours: once per call from then on; JAX's: once per call
+
+
+def test_a_path_runs_op_by_op_first_and_compiles_when_it_comes_back():
+    def f(x):
+        return jnp.sin(x) * 3.0625 if x > 0 else x  # a constant no other test uses
+
+    engine.clear_caches()
+    engine._compiled_cache.clear()
+    assert_tree_allclose(T.grad(f)(1.0), jax.grad(f)(1.0))
+    assert len(engine._compiled_cache.data) == 0  # first sight of the path: nothing compiled
+    assert_tree_allclose(T.grad(f)(1.5), jax.grad(f)(1.5))
+    assert len(engine._compiled_cache.data) == 1  # the same path again: compiled, once
+    assert_tree_allclose(T.grad(f)(-1.0), jax.grad(f)(-1.0))
+    assert len(engine._compiled_cache.data) == 1  # a new path: op by op again
