@@ -445,3 +445,21 @@ def test_a_path_runs_op_by_op_first_and_compiles_when_it_comes_back():
     assert len(engine._compiled_cache.data) == 1  # the same path again: compiled, once
     assert_tree_allclose(T.grad(f)(-1.0), jax.grad(f)(-1.0))
     assert len(engine._compiled_cache.data) == 1  # a new path: op by op again
+
+
+def _with_library_code(x):
+    # JAX's own custom_jvp functions, lax control flow and checkpointing on the path taken
+    h = jax.nn.relu(x) + jax.nn.softplus(x) * jnp.linalg.norm(x)
+    if jnp.linalg.norm(h) > 1.0:
+        h = jax.lax.cond(h[0] > 0, jnp.sin, lambda h: h**2, h)
+        h = jax.lax.fori_loop(0, 3, lambda i, h: h * 0.9 + jnp.tanh(h), h)
+    else:
+        h = jax.lax.scan(lambda c, xi: (c + xi * c, c), h[0], h)[1]
+    return jax.checkpoint(lambda y: jnp.sin(y) * y)(jnp.sum(h**2))
+
+
+@pytest.mark.parametrize("x", [np.array([0.5, -0.2, 0.9]), np.array([0.1, -0.2, 0.05])])
+def test_library_functions_and_lax_control_flow_on_the_path(x):
+    f = _with_library_code
+    assert_tree_allclose(T.grad(f)(x), jax.grad(f)(x), what="grad")
+    assert_tree_allclose(T.hessian(f)(x), jax.hessian(f)(x), what="hessian")
