@@ -462,4 +462,5 @@ def _with_library_code(x):
 def test_library_functions_and_lax_control_flow_on_the_path(x):
     f = _with_library_code
     assert_tree_allclose(T.grad(f)(x), jax.grad(f)(x), what="grad")
-    assert_tree_allclose(T.hessian(f)(x), jax.hessian(f)(x), what="hessian")
+    if x[0] > 0.2:  # one point is enough for the Hessian (it compiles many batched ops)
+        assert_tree_allclose(T.hessian(f)(x), jax.hessian(f)(x), what="hessian")
