@@ -19,7 +19,7 @@ from jax import dtypes, tree_util
 from jax.core import ShapedArray
 from jax.extend.core import primitives as P
 
-from . import engine
+from . import concrete, engine
 from .tracing import shape_dtype, trace_flat
 from .zeros import (
     Zero,
@@ -86,10 +86,11 @@ def _trace(fun, args, has_aux: bool, api_name: str):
                 )
             return tuple(res)
 
-        closed, tree = trace_flat(fun_aux, in_tree, _avals(flat))
+        fun_aux._transforms_calls = (fun, None)
+        closed, tree = concrete.trace_flat(fun_aux, in_tree, flat)
         out_tree, aux_tree = tree.children()
     else:
-        closed, out_tree = trace_flat(fun, in_tree, _avals(flat))
+        closed, out_tree = concrete.trace_flat(fun, in_tree, flat)
         aux_tree = None
     return closed, flat, out_tree, aux_tree
 
@@ -156,6 +157,7 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
             full[i] = x
         return fun(*full)
 
+    f_partial._transforms_calls = (fun, argnums)  # so tracing errors name fun's arguments
     return f_partial, dyn
 
 
@@ -578,7 +580,7 @@ def _try_compiled(tag, f, dyn: tuple, extra, run):
         return engine.MISS
     try:
         flat, in_tree = _flatten_args(dyn)
-        closed, out_tree = trace_flat(f, in_tree, _avals(flat))
+        closed, out_tree = concrete.trace_flat(f, in_tree, flat)
     except Exception:  # noqa: BLE001 - the direct path reports the error properly
         return engine.MISS
     extra_flat, extra_tree = tree_util.tree_flatten(extra)
@@ -897,10 +899,11 @@ def jacobian(
         f = partial(fun, **kwargs) if kwargs else fun
         f_partial, dyn = _argnums_partial(f, args, argnums_t, "jacobian")
         n_in = sum(int(np.prod(np.shape(x))) for x in tree_util.tree_leaves(dyn))
-        out_shape = jax.eval_shape(f_partial, *dyn)
-        if has_aux:
-            out_shape = out_shape[0]
-        n_out = sum(int(np.prod(s.shape)) for s in tree_util.tree_leaves(out_shape))
+        flat, in_tree = _flatten_args(dyn)
+        # traced (not jax.eval_shape) so that Python control flow on values works here too
+        closed, out_tree = concrete.trace_flat(f_partial, in_tree, flat)
+        n_main = out_tree.children()[0].num_leaves if has_aux else out_tree.num_leaves
+        n_out = sum(int(np.prod(v.aval.shape)) for v in closed.jaxpr.outvars[:n_main])
         return (fwd if n_in < n_out else rev)(*args, **kwargs)
 
     return jacfun

@@ -22,7 +22,14 @@ from . import tiered as _tiered
 from .interpreter import eval_jaxpr
 from .jvp import differentiation_mode, jvp_eval
 from .partial_eval import Split, partial_eval
-from .tracing import any_tracer, aval_struct, closed_key, shape_dtype, trace_to_closed
+from .tracing import (
+    any_tracer,
+    aval_struct,
+    closed_key,
+    first_sight_of_path,
+    shape_dtype,
+    trace_to_closed,
+)
 from .transpose import backward_pass
 from .zeros import Zero, instantiate, tangent_aval, zeros_like_aval
 
@@ -77,7 +84,10 @@ def _compile_now(n_eqns: int, key) -> bool:
     to save. Below it the program is compiled in tiers (`tiered`): op by op at first, compiled
     in the background once it has been called again.
     """
-    return key is not None and n_eqns <= MAX_FUSED_EQNS
+    if key is None or n_eqns > MAX_FUSED_EQNS:
+        return False
+    # One path of Python control flow met for the first time: op by op, as jax.grad.
+    return not first_sight_of_path(key)
 
 
 def _compile_whole(prog) -> bool:
@@ -238,7 +248,11 @@ class Linearized:
     @property
     def cached(self) -> bool:
         """Whether its split parts (forward with residuals, linear, transposed) are compiled."""
-        return self.key is not None and self.n_eqns <= MAX_COMPILED_EQNS
+        return (
+            self.key is not None
+            and self.n_eqns <= MAX_COMPILED_EQNS
+            and not first_sight_of_path(self.key)
+        )
 
     @property
     def num_residuals(self) -> int:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import weakref
+from collections import OrderedDict
+
 import jax
 import numpy as np
 from jax import tree_util
@@ -15,7 +19,7 @@ from ._jax import core as _core
 from ._jax import linear_util as _lu
 from ._jax import mesh as _mesh_lib
 from ._jax import partial_eval as _pe
-from .errors import TracedControlFlowError
+from .errors import traced_control_flow_error
 
 
 def shape_dtype(x):
@@ -60,10 +64,11 @@ def trace_flat(fun, in_tree, avals_flat) -> tuple[ClosedJaxpr, tree_util.PyTreeD
         out_tree_box.append(out_tree)
         return out_flat
 
+    name_like(flat_fun, fun, in_tree, avals_flat)
     try:
         closed = trace_to_closed(flat_fun, avals_flat)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as e:
-        raise TracedControlFlowError(e) from e
+        raise traced_control_flow_error(e) from e
     return hoist_scalar_literals(closed), out_tree_box[-1]
 
 
@@ -137,6 +142,35 @@ def _scalar_const(key, lit: Literal):
             )
         _scalar_consts[key] = const
     return const
+
+
+def name_like(flat_fun, fun, in_tree, avals_flat) -> None:
+    """Make JAX's tracing errors in `flat_fun` name `fun` and its arguments, as under jax.jit.
+
+    ("... while tracing the function f at model.py:12 for transforms. This concrete value was
+    not available in Python because it depends on the value of the argument x.") Our wrappers
+    (argnums, has_aux) say what they call in `_transforms_calls`: (function, argnums or None).
+    """
+    try:
+        argnums = None
+        while (link := getattr(fun, "_transforms_calls", None)) is not None:
+            fun, picked = link
+            argnums = picked if picked is not None else argnums
+        args = tuple(tree_util.tree_unflatten(in_tree, avals_flat))
+        params = list(inspect.signature(fun).parameters.values())
+        if argnums is not None:
+            params = [params[i] for i in argnums]
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if len(params) < len(args) or any(p.kind not in positional for p in params):
+            return
+        sig = inspect.Signature(
+            [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params]
+        )
+        sig = sig.replace(parameters=list(sig.parameters.values())[: len(args)])
+        dbg = _api_util.debug_info("transforms", fun, args, {}, signature=sig)
+        flat_fun.__fun_debug_info__ = dbg
+    except Exception:  # noqa: BLE001 - names are a courtesy: generic ones otherwise
+        pass
 
 
 def trace_to_closed(fn, structs) -> ClosedJaxpr:
@@ -309,6 +343,44 @@ def _param_key(p, memo):
     return p
 
 
+class PathKey(tuple):
+    """The decisions Python control flow took while a jaxpr was traced (`concrete.py`).
+
+    Part of the jaxpr's cache key; its type tells the engine the program is one path of many.
+    """
+
+    __slots__ = ()
+
+
+_paths: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # closed jaxpr -> PathKey
+
+
+_sightings: OrderedDict = OrderedDict()  # closed_key of a path -> how many traces took it
+
+
+def set_path(closed: ClosedJaxpr, decisions: tuple) -> None:
+    """Record the decisions taken while `closed` was traced: they become part of its key."""
+    _paths[closed] = PathKey(decisions)
+    key = closed_key(closed)
+    if key is not None:
+        _sightings[key] = _sightings.pop(key, 0) + 1
+        if len(_sightings) > 1024:
+            _sightings.popitem(last=False)
+
+
+def path_of(closed: ClosedJaxpr):
+    """The decisions taken while tracing `closed` (a `PathKey`), or None for abstract traces."""
+    return _paths.get(closed)
+
+
+def first_sight_of_path(key) -> bool:
+    """Whether `key` (a derivative program's) holds a path traced only once so far."""
+    return any(
+        type(part) is tuple and part and type(part[-1]) is PathKey and _sightings.get(part, 0) <= 1
+        for part in key
+    )
+
+
 _last_key: tuple = (None, None)  # (closed jaxpr, its key): one call asks up to three times
 
 
@@ -320,6 +392,9 @@ def closed_key(closed: ClosedJaxpr):
         return last_key
     try:
         key = (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts))
+        path = path_of(closed)
+        if path is not None:
+            key = (*key, path)
     except Unkeyable:
         key = None
     _last_key = (closed, key)
