@@ -266,3 +266,22 @@ def test_bench_harness_smoke(tmp_path, monkeypatch):
     assert "## First calls of new functions" in text and "| hvp, 24 inputs |" in text
     assert (tmp_path / "RESULTS.md").read_text() == text
     assert (tmp_path / "scaling.png").stat().st_size > 1000
+
+
+def test_program_caches_are_bounded(monkeypatch):
+    # A long-running process that keeps meeting new functions must not grow without bound:
+    # every program cache is an LRU with a fixed number of entries (documented in concepts.md).
+    monkeypatch.setattr(engine._programs, "maxsize", 16)
+    monkeypatch.setattr(engine._compiled_cache, "maxsize", 16)
+    x = jnp.array([0.3, 0.7])
+    for n in range(1, 41):  # 40 structurally different functions, each called twice
+
+        def f(x, n=n):
+            for _ in range(n):
+                x = jnp.sin(x)
+            return jnp.sum(x)
+
+        for _ in range(2):
+            T.grad(f)(x)
+        assert len(engine._programs.data) <= 16 and len(engine._compiled_cache.data) <= 16
+    np.testing.assert_allclose(T.grad(f)(x), jax.grad(f)(x), rtol=1e-12)
