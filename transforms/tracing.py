@@ -184,6 +184,14 @@ def _param_key(p, memo):
         return ("closed", jaxpr_key(p.jaxpr, memo), consts)
     if isinstance(p, Jaxpr):
         return ("jaxpr", jaxpr_key(p, memo))
+    if isinstance(p, tuple) and hasattr(p, "_fields"):
+        # A NamedTuple parameter (random_wrap's PRNGImpl holds functions): compared by value,
+        # so programs using jax.random (Keras Dropout) keep one key across calls.
+        try:
+            hash(p)
+        except TypeError as e:
+            raise Unkeyable from e
+        return p
     if isinstance(p, (tuple, list)):
         return (type(p).__name__, tuple(_param_key(x, memo) for x in p))
     if isinstance(p, _HASHABLE_PARAM_TYPES):  # callable, but compared by value: a mesh

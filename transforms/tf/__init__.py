@@ -100,7 +100,7 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     zeros,
     zeros_like,
 )
-from .optimizers import optimizers
+from .optimizers import optimizers  # noqa: F401  (tf.optimizers)
 from .tape import GradientTape, UnconnectedGradients
 from .tensor import (  # noqa: F401
     DType,
@@ -124,7 +124,15 @@ from .variable import Variable
 autodiff = _NS(ForwardAccumulator=ForwardAccumulator, GradientTape=GradientTape)
 linalg = _NS(matmul=matmul, norm=norm, einsum=einsum, eye=eye)
 dtypes = _NS(float32=float32, float64=float64, int32=int32, int64=int64, bool=bool)
-keras = _NS(optimizers=optimizers)
+
+
+def __getattr__(name):
+    # `tf.keras` imports Keras (a second or two) on first access only.
+    if name == "keras":
+        import importlib
+
+        return importlib.import_module(".keras", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def executing_eagerly() -> bool:

@@ -12,6 +12,20 @@ from .tensor import ArrayTyped, Tensor, _as_value
 
 _names = itertools.count()
 
+# Objects that stand for a Variable elsewhere (tf.keras registers one: a Keras Variable -> its
+# twin). Each maps an object to its Variable, or returns None.
+stand_ins: list = []
+
+
+def as_variable(x):
+    """`x` itself, or what stands for it: a Keras Variable's twin (its value, a Tensor, inside
+    a Keras call being recorded)."""
+    for find in stand_ins:
+        v = find(x)
+        if v is not None:
+            return v
+    return x
+
 
 class Variable(ArrayTyped):
     """A mutable tensor. Trainable variables read inside a `GradientTape` are watched.
