@@ -239,6 +239,53 @@ keras_case(
 )
 
 
+# --- item 4: tf.Module ------------------------------------------------------------------------------
+
+keras_case(
+    "module_tracking",
+    """
+    class Dense(tf.Module):
+        def __init__(self, n_in, n_out, name=None):
+            super().__init__(name=name)
+            with self.name_scope:
+                self.w = tf.Variable(tf.constant(data(n_in, n_in, n_out)), name="w")
+                self.b = tf.Variable(tf.zeros([n_out]), name="b", trainable=False)
+        @tf.Module.with_name_scope
+        def __call__(self, x):
+            return tf.matmul(x, self.w) + self.b
+
+    class MLP(tf.Module):
+        def __init__(self, name=None):
+            super().__init__(name=name)
+            self.layers = [Dense(3, 4, name="first"), Dense(4, 2)]
+            self.extra = {"z": tf.Variable(1.5, name="z"),
+                          "a": (tf.Variable(2.0, name="a"), Dense(2, 1, name="head"))}
+            self.shared = self.layers[0]
+            self.count = 3
+
+    mlp = MLP(name="mlp")
+    x = tf.constant(data(1, 5, 3))
+    with tf.GradientTape() as tape:
+        y = mlp.extra["a"][1](mlp.layers[1](mlp.layers[0](x))) * mlp.extra["z"]
+        loss = tf.reduce_sum(tf.tanh(y))
+    with tf.name_scope("outer"):
+        inner = Dense(1, 1)
+    result = dict(
+        names=[v.name for v in mlp.variables],
+        trainable=[v.name for v in mlp.trainable_variables],
+        subs=[m.name for m in mlp.submodules],
+        scope=mlp.name_scope.name,
+        inner=[inner.name, inner.name_scope.name, inner.w.name],
+        default=Dense(1, 1).name,
+        grads=tape.gradient(loss, mlp.trainable_variables),
+    )
+    try:
+        tf.Module(name="not valid")
+    except ValueError as e:
+        result["error"] = str(e)
+    """,
+)
+
 # --- the oracle: every program once under TensorFlow ----------------------------------------------
 
 
@@ -310,6 +357,35 @@ def test_tape_gradients_of_keras_models_equal_tensorflow(name, tensorflow_runs):
     ours, _ = compare(name, tensorflow_runs, rtol=2e-4, atol=2e-5)
     grads = ours["result"]["grads"]
     assert all(g is not None for g in grads)
+
+
+def test_tf_module_tracks_what_tensorflow_tracks(tensorflow_runs):
+    compare("module_tracking", tensorflow_runs)
+
+
+def test_keras_layers_are_modules():
+    keras = ttf.keras
+
+    class Head(ttf.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+            self.scale = ttf.Variable(2.0, name="scale")
+
+    head = Head()
+    dense = head.body.layers[0]
+    assert isinstance(dense, ttf.Module) and isinstance(head.body, ttf.Module)
+    assert head.submodules[0] is head.body and dense in head.submodules
+    assert dense in head.body.submodules
+    names = [v.name for v in head.trainable_variables]
+    # Own Variables first, then each submodule's (TF's order); Keras names have no ":0".
+    assert names == ["scale:0", "kernel", "bias"]
+    x = ttf.constant(np.ones((2, 3), np.float32))
+    with ttf.GradientTape() as tape:
+        loss = ttf.reduce_sum(head.body(x) * head.scale)
+    grads = tape.gradient(loss, head.trainable_variables)
+    np.testing.assert_allclose(grads[1].numpy(), np.full((3, 4), 4.0), rtol=1e-6)
+    np.testing.assert_allclose(grads[0].numpy(), np.sum(head.body(x).numpy()), rtol=1e-5)
 
 
 def test_dropout_mask_is_the_same_forward_and_backward():

@@ -12,6 +12,7 @@ from . import math, nn, random  # noqa: F401
 from .custom import cond, custom_gradient, while_loop
 from .forward import ForwardAccumulator
 from .function import function
+from .module import Module, name_scope
 from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     abs,
     add,
@@ -156,6 +157,8 @@ __all__ = [
     "ForwardAccumulator",
     "Tensor",
     "Variable",
+    "Module",
+    "name_scope",
     "UnconnectedGradients",
     "autodiff",
     "constant",

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from .core import state, visible_recorders
+from .module import scoped_name
 from .tensor import ArrayTyped, Tensor, _as_value
 
 _names = itertools.count()
@@ -59,7 +60,7 @@ class Variable(ArrayTyped):
             )
         self._value = value
         self._trainable = bool(trainable)
-        self._name = name if name is not None else "Variable"
+        self._name = scoped_name(name if name is not None else "Variable")
         self._uid = next(_names)
         del shape
 

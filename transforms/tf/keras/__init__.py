@@ -66,9 +66,24 @@ keras = _check_keras()
 
 from keras._tf_keras import keras as _tf_layout  # noqa: E402  (TF 2.21's own tf.keras layout)
 
+from ..module import Module  # noqa: E402
 from . import calls  # noqa: E402
 
 calls.install()
+
+
+def _layer_children(layer):
+    return [*layer.variables, *layer._flatten_layers(include_self=False, recursive=False)]
+
+
+# Keras layers are Modules (as TF's Keras 2 layers were; TF 2.21's Keras 3 layers are not).
+Module.register(keras.Layer)
+keras.Layer._transforms_module_children = staticmethod(_layer_children)
+if not hasattr(keras.Layer, "submodules"):
+    keras.Layer.submodules = property(
+        lambda self: tuple(self._flatten_layers(include_self=False)),
+        doc="Every sublayer, recursively (as `tf.Module.submodules`).",
+    )
 
 _wrapped: dict[int, object] = {}
 
