@@ -1,8 +1,6 @@
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-# transforms.tf.keras runs Keras on JAX in this process; TF's Keras runs in a subprocess.
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import jax  # noqa: E402
 

@@ -1,6 +1,6 @@
 """TensorFlow 2.21 as the oracle for `transforms.tf.keras`: the same program text runs under
-`transforms.tf` (Keras on JAX, in this process) and under real TensorFlow (Keras on TF, in one
-subprocess with KERAS_BACKEND=tensorflow for a whole batch of programs).
+`transforms.tf` (Keras on JAX) and under real TensorFlow (Keras on TF), each side in one
+subprocess for a whole batch of programs.
 
 Both sides draw the same numbers: `tf.random.normal`/`uniform` come from one NumPy stream
 (tests/tf_compare.py) and Keras's random initializers from another (`PATCH_INITIALIZERS`), so
@@ -10,8 +10,6 @@ models built by unchanged user code start from the same weights. A program may a
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import pickle
 import subprocess
@@ -93,13 +91,23 @@ _WORKER = """
 import contextlib, io, os, pickle, sys, traceback
 sys.path.insert(0, {root!r})
 import numpy as np
-import tensorflow as tf
-import keras
+backend = os.environ["KERAS_BACKEND"]
+if backend == "jax":
+    import jax
+    jax.config.update("jax_enable_x64", True)  # as in tests/conftest.py
+    import transforms.tf as tf
+    tf.keras
+else:
+    import tensorflow as tf
+    import keras
 from tests.tf_compare import patched_random
 from tests.keras_compare import PATCH_INITIALIZERS, UNPATCH_INITIALIZERS, PRELUDE, _to_numpy
 programs = pickle.load(open({inp!r}, "rb"))
 out = {{}}
 for name, code in programs.items():
+    if backend == "jax":
+        code = code.replace("import tensorflow as tf", "import transforms.tf as tf")
+        code = code.replace("from tensorflow import keras", "from transforms.tf import keras")
     ns = {{"__name__": "__seed__"}}
     buf = io.StringIO()
     try:
@@ -117,44 +125,29 @@ pickle.dump(out, open({outp!r}, "wb"))
 """
 
 
-def run_tensorflow(programs: dict[str, str], timeout=900) -> dict[str, dict]:
-    """Run each program under real TensorFlow (Keras on its TF backend), all in one subprocess.
+def run_programs(programs: dict[str, str], backend: str, timeout=900) -> dict[str, dict]:
+    """Run each program in one subprocess: under real TensorFlow (`backend="tensorflow"`,
+    Keras on TF) or under transforms.tf (`"jax"`: its imports rebound, Keras on JAX).
 
+    Keras has one backend per process, and in-process TF oracle tests (test_tf_oracle.py)
+    load Keras on TF, so neither side runs inside pytest's process.
     Returns per program: `stdout`, `result` (NumPy nest) and `error` (None, or the exception).
     """
     with tempfile.TemporaryDirectory() as d:
         inp, outp = os.path.join(d, "in.pkl"), os.path.join(d, "out.pkl")
         with open(inp, "wb") as f:
             pickle.dump(programs, f)
-        env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         env["PYTHONWARNINGS"] = "ignore"
+        env["PYTHONPATH"] = str(ROOT)
         code = _WORKER.format(root=str(ROOT), inp=inp, outp=outp)
         proc = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"TensorFlow oracle failed:\n{proc.stderr[-4000:]}")
+            raise RuntimeError(f"{backend} worker failed:\n{proc.stderr[-4000:]}")
         with open(outp, "rb") as f:
             return pickle.load(f)
-
-
-def run_ours(code: str, name="program") -> dict:
-    """Run a program under transforms.tf (its `import tensorflow as tf` rebound) in-process."""
-    import transforms.tf as ttf
-    from tests.tf_compare import patched_random
-
-    src = code.replace("import tensorflow as tf", "import transforms.tf as tf")
-    src = src.replace("from tensorflow import keras", "from transforms.tf import keras")
-    ns: dict = {"__name__": "__seed__"}
-    buf = io.StringIO()
-    ttf.keras  # noqa: B018  (import Keras before the initializer patch)
-    with patched_random(ttf), contextlib.redirect_stdout(buf):
-        exec(PATCH_INITIALIZERS + PRELUDE, ns)
-        try:
-            exec(compile(src, f"<{name}>", "exec"), ns)
-        finally:
-            exec(UNPATCH_INITIALIZERS, ns)
-    return dict(stdout=buf.getvalue(), result=_to_numpy(ns.get("result")), ns=ns)
 
 
 def program(text: str) -> str:

@@ -8,18 +8,15 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import transforms.tf as ttf
-from tests.keras_compare import ROOT, program, run_ours, run_tensorflow
+from tests.keras_compare import ROOT, program, run_programs
 from tests.tf_compare import assert_same_output
 
 pytest.importorskip("tensorflow")
-ttf.keras  # noqa: B018  (Keras on JAX, before anything else imports it)
 
 # --- the seeds' Keras examples (verbatim) ---------------------------------------------------------
 
@@ -286,12 +283,139 @@ keras_case(
     """,
 )
 
+# --- item 3: Keras optimizers through apply_gradients, metrics in custom loops ----------------------
+
+keras_case(
+    "optimizers_ten_steps",
+    """
+    keras = tf.keras
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
+    makers = {
+        "sgd": lambda: keras.optimizers.SGD(0.05),
+        "momentum": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+        "nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.8, nesterov=True),
+        "adam": lambda: keras.optimizers.Adam(0.02),
+        "adam_amsgrad": lambda: keras.optimizers.Adam(0.02, amsgrad=True),
+        "adamw": lambda: keras.optimizers.AdamW(0.02, weight_decay=0.1),
+        "rmsprop": lambda: keras.optimizers.RMSprop(0.01, momentum=0.5),
+        "adagrad": lambda: keras.optimizers.Adagrad(0.1),
+        "schedule": lambda: keras.optimizers.SGD(schedule, momentum=0.5),
+    }
+    x = tf.constant(data(1, 6, 3))
+    result = {}
+    for name, make in makers.items():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="tanh")])
+        same_weights(model)
+        target = tf.Variable(tf.constant(data(2, 6, 2)))
+        unused = tf.Variable(1.0)
+        opt = make()
+        variables = model.trainable_variables + [target, unused]
+        for step in range(10):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(model(x) - 2.0 * target))
+            grads = tape.gradient(loss, variables)
+            opt.apply_gradients(zip(grads, variables))
+        result[name] = [v.numpy() for v in variables] + [int(opt.iterations.numpy()), loss]
+    """,
+)
+
+keras_case(
+    "metrics_custom_loop",
+    """
+    keras = tf.keras
+    mean = keras.metrics.Mean()
+    acc = keras.metrics.SparseCategoricalAccuracy()
+    auc = keras.metrics.AUC(num_thresholds=20)
+    seen = []
+    for i in range(3):
+        logits = tf.constant(data(i, 8, 3))
+        labels = tf.constant(np.random.RandomState(i).randint(0, 3, (8,)).astype(np.int32))
+        mean.update_state(tf.reduce_sum(logits))
+        acc.update_state(labels, logits)
+        auc.update_state(tf.cast(labels > 0, tf.float32), tf.sigmoid(logits[:, 0]))
+        seen.append([mean.result().numpy(), acc.result().numpy(), auc.result().numpy()])
+    called = mean(tf.constant(5.0))
+    mean.reset_state()
+    result = dict(seen=seen, called=called, reset=mean.result(), count=float(acc.count.numpy()))
+    """,
+)
+
+# --- programs run only under transforms.tf (their oracle is inside them) --------------------------
+
+OURS_ONLY = {
+    "seed_003_verbatim": S003_EX3 + AFTER,
+    "version": program(
+        """
+        import keras
+        from transforms.tf.keras import SUPPORTED
+        result = dict(version=keras.__version__, supported=[list(v) for v in SUPPORTED])
+        """
+    ),
+    "layers_are_modules": program(
+        """
+        keras = tf.keras
+        class Head(tf.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+                self.scale = tf.Variable(2.0, name="scale")
+        head = Head()
+        dense = head.body.layers[0]
+        x = tf.constant(np.ones((2, 3), np.float32))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(head.body(x) * head.scale)
+        result = dict(
+            is_module=[isinstance(dense, tf.Module), isinstance(head.body, tf.Module)],
+            found=[head.submodules[0] is head.body, dense in head.submodules,
+                   dense in head.body.submodules],
+            names=[v.name for v in head.trainable_variables],
+            grads=tape.gradient(loss, head.trainable_variables),
+            out=head.body(x),
+        )
+        """
+    ),
+    "dropout": program(
+        """
+        import jax, jax.numpy as jnp
+        keras = tf.keras
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8),
+                                  keras.layers.Dropout(0.5), keras.layers.Dense(1)])
+        x = data(0, 5, 6)
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(tf.constant(x), training=True) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        def stateless_loss(tv):
+            out, _ = model.stateless_call(tv, non_trainable, x, training=True)
+            return jnp.sum(out ** 2)
+        value, expected = jax.value_and_grad(stateless_loss)(trainable)
+        result = dict(
+            seed_advanced=any(not np.array_equal(a, b.value)
+                              for a, b in zip(non_trainable, model.non_trainable_variables)),
+            loss=loss, jax_loss=value, grads=grads, jax_grads=list(expected),
+            drops=not np.allclose(model(x, training=True), model(x, training=False)),
+        )
+        """
+    ),
+}
+
 # --- the oracle: every program once under TensorFlow ----------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def tensorflow_runs():
-    return run_tensorflow(PROGRAMS)
+def runs():
+    """Every program under TensorFlow and under transforms.tf, the two subprocesses at once."""
+    with ThreadPoolExecutor(2) as pool:
+        theirs = pool.submit(run_programs, PROGRAMS, "tensorflow")
+        ours = pool.submit(run_programs, {**PROGRAMS, **OURS_ONLY}, "jax")
+        return ours.result(), theirs.result()
+
+
+def ours_only(runs, name):
+    ours = runs[0][name]
+    assert ours["error"] is None, ours["error"]
+    return ours["result"]
 
 
 def assert_close(ours, theirs, path="result", rtol=2e-5, atol=2e-6):
@@ -314,17 +438,17 @@ def assert_close(ours, theirs, path="result", rtol=2e-5, atol=2e-6):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=path)
 
 
-def compare(name, tensorflow_runs, **tol):
-    theirs = tensorflow_runs[name]
+def compare(name, runs, **tol):
+    ours, theirs = runs[0][name], runs[1][name]
     assert theirs["error"] is None, theirs["error"]
-    ours = run_ours(PROGRAMS[name], name)
+    assert ours["error"] is None, ours["error"]
     assert_close(ours["result"], theirs["result"], **tol)
     return ours, theirs
 
 
 @pytest.mark.parametrize("name", ["seed_002_ex2", "seed_003_ex3"])
-def test_seed_keras_examples_print_what_tensorflow_prints(name, tensorflow_runs):
-    ours, theirs = compare(name, tensorflow_runs)
+def test_seed_keras_examples_print_what_tensorflow_prints(name, runs):
+    ours, theirs = compare(name, runs)
     assert_same_output(_squash(ours["stdout"]), _squash(theirs["stdout"]))
 
 
@@ -334,11 +458,9 @@ def _squash(text):
     return re.sub(r" ?([\[\]]) ?", r"\1", re.sub(r"\s+", " ", text))
 
 
-def test_seed_003_runs_with_the_long_loss_name_unchanged():
+def test_seed_003_runs_with_the_long_loss_name_unchanged(runs):
     # TF 2.21's tf.keras.losses lacks mean_squared_error (the seed calls it); ours has it.
-    ours = run_ours(S003_EX3 + AFTER)["result"]
-    tf_name = run_ours(S003_TF + AFTER)["result"]
-    assert_close(ours, tf_name, rtol=0, atol=0)
+    assert_close(ours_only(runs, "seed_003_verbatim"), runs[0]["seed_003_ex3"]["result"])
 
 
 @pytest.mark.parametrize(
@@ -353,69 +475,44 @@ def test_seed_003_runs_with_the_long_loss_name_unchanged():
         "tf_variable_read_inside_keras_call",
     ],
 )
-def test_tape_gradients_of_keras_models_equal_tensorflow(name, tensorflow_runs):
-    ours, _ = compare(name, tensorflow_runs, rtol=2e-4, atol=2e-5)
+def test_tape_gradients_of_keras_models_equal_tensorflow(name, runs):
+    ours, _ = compare(name, runs, rtol=2e-4, atol=2e-5)
     grads = ours["result"]["grads"]
     assert all(g is not None for g in grads)
 
 
-def test_tf_module_tracks_what_tensorflow_tracks(tensorflow_runs):
-    compare("module_tracking", tensorflow_runs)
+def test_keras_optimizers_ten_steps_equal_tensorflow(runs):
+    # Keras Variables and tf.Variables alike; `unused` has a None gradient and is skipped.
+    ours, _ = compare("optimizers_ten_steps", runs, rtol=2e-5, atol=2e-6)
+    assert all(r[3] == 1.0 for r in ours["result"].values())
 
 
-def test_keras_layers_are_modules():
-    keras = ttf.keras
+def test_keras_metrics_in_a_custom_loop_equal_tensorflow(runs):
+    compare("metrics_custom_loop", runs)
 
-    class Head(ttf.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
-            self.scale = ttf.Variable(2.0, name="scale")
 
-    head = Head()
-    dense = head.body.layers[0]
-    assert isinstance(dense, ttf.Module) and isinstance(head.body, ttf.Module)
-    assert head.submodules[0] is head.body and dense in head.submodules
-    assert dense in head.body.submodules
-    names = [v.name for v in head.trainable_variables]
+def test_tf_module_tracks_what_tensorflow_tracks(runs):
+    compare("module_tracking", runs)
+
+
+def test_keras_layers_are_modules(runs):
+    r = ours_only(runs, "layers_are_modules")
+    assert r["is_module"] == [True, True]
+    assert r["found"] == [True, True, True]
     # Own Variables first, then each submodule's (TF's order); Keras names have no ":0".
-    assert names == ["scale:0", "kernel", "bias"]
-    x = ttf.constant(np.ones((2, 3), np.float32))
-    with ttf.GradientTape() as tape:
-        loss = ttf.reduce_sum(head.body(x) * head.scale)
-    grads = tape.gradient(loss, head.trainable_variables)
-    np.testing.assert_allclose(grads[1].numpy(), np.full((3, 4), 4.0), rtol=1e-6)
-    np.testing.assert_allclose(grads[0].numpy(), np.sum(head.body(x).numpy()), rtol=1e-5)
+    assert r["names"] == ["scale:0", "kernel", "bias"]
+    np.testing.assert_allclose(r["grads"][1], np.full((3, 4), 4.0), rtol=1e-6)
+    np.testing.assert_allclose(r["grads"][0], np.sum(r["out"]), rtol=1e-5)
 
 
-def test_dropout_mask_is_the_same_forward_and_backward():
+def test_dropout_mask_is_the_same_forward_and_backward(runs):
     # Keras-on-TF draws other masks, so the oracle is jax.grad of Keras's stateless function
     # with the same seed state.
-    keras = ttf.keras
-    model = keras.Sequential(
-        [keras.Input((6,)), keras.layers.Dense(8), keras.layers.Dropout(0.5), keras.layers.Dense(1)]
-    )
-    x = np.random.RandomState(0).normal(size=(5, 6)).astype(np.float32)
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
-    with ttf.GradientTape() as tape:
-        loss = ttf.reduce_sum(model(ttf.constant(x), training=True) ** 2)
-    grads = tape.gradient(loss, model.trainable_variables)
-    # The seed state advanced, as Keras advances it.
-    assert any(
-        not np.array_equal(a, b.value) for a, b in zip(non_trainable, model.non_trainable_variables)
-    )
-
-    def stateless_loss(tv):
-        out, _ = model.stateless_call(tv, non_trainable, x, training=True)
-        return jnp.sum(out**2)
-
-    value, expected = jax.value_and_grad(stateless_loss)(trainable)
-    np.testing.assert_allclose(loss.numpy(), value, rtol=1e-6)
-    for g, e in zip(grads, expected, strict=True):
-        np.testing.assert_allclose(g.numpy(), e, rtol=1e-5, atol=1e-7)
-    # The mask really drops units: training and inference outputs differ.
-    assert not np.allclose(model(x, training=True), model(x, training=False))
+    r = ours_only(runs, "dropout")
+    assert r["seed_advanced"]
+    np.testing.assert_allclose(r["loss"], r["jax_loss"], rtol=1e-6)
+    assert_close(r["grads"], r["jax_grads"], rtol=1e-5, atol=1e-7)
+    assert r["drops"]  # training and inference outputs differ
 
 
 # --- item 9: packaging, lazy import, clear errors -------------------------------------------------
@@ -466,17 +563,14 @@ except ImportError as e:
     assert "pip install 'transforms[keras]'" in proc.stdout, proc.stderr[-2000:]
 
 
-def test_keras_version_is_the_pinned_range():
+def test_keras_version_is_the_pinned_range(runs):
     import tomllib
 
-    import keras
-
-    from transforms.tf.keras import SUPPORTED
-
+    r = ours_only(runs, "version")
     with open(ROOT / "pyproject.toml", "rb") as f:
         extras = tomllib.load(f)["project"]["optional-dependencies"]
-    low, high = (".".join(map(str, v)) for v in SUPPORTED)
+    low, high = (".".join(map(str, v)) for v in r["supported"])
     assert f"keras>={low},<{high}" in extras["keras"]
     assert f"keras>={low},<{high}" in extras["test"]
-    version = tuple(int(p) for p in keras.__version__.split(".")[:2])
-    assert SUPPORTED[0] <= version < SUPPORTED[1]
+    version = tuple(int(p) for p in r["version"].split(".")[:2])
+    assert tuple(r["supported"][0]) <= version < tuple(r["supported"][1])

@@ -83,7 +83,7 @@ def _is_variable(x) -> bool:
     return isinstance(x, Variable) or as_variable(x) is not x
 
 
-class Module(metaclass=abc.ABCMeta):
+class Module(metaclass=abc.ABCMeta):  # noqa: B024  (ABCMeta so Keras layers can register)
     """Base class for objects that hold Variables and other Modules (TF's `tf.Module`).
 
     Example:

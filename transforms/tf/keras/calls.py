@@ -30,14 +30,18 @@ def _mark(fn):
     return fn
 
 
-def bridged_method(original, variables_of, before=None):
-    """`original` (a Keras method) as a recorded op when called by transforms code."""
+def bridged_method(original, variables_of, before=None, always=False):
+    """`original` (a Keras method) as a recorded op when called by transforms code (`always`:
+    whenever Keras itself is not the caller, so `metric.result()` is a Tensor, as in TF)."""
 
     @functools.wraps(original)
     def method(self, *args, **kwargs):
         if inside_node():
             return original(self, *unwrap(args), **unwrap(kwargs))
-        if not should_bridge(args, kwargs):
+        if always:
+            if _scope.in_stateless_scope():
+                return original(self, *args, **kwargs)
+        elif not should_bridge(args, kwargs):
             return original(self, *args, **kwargs)
         if before is not None:
             before(self, args, kwargs)
@@ -240,7 +244,9 @@ def install():
     _patch_hierarchy(keras.losses.Loss, "__call__", lambda f: bridged_method(f, lambda s: ()))
     for name in ("update_state", "result", "reset_state"):
         _patch_hierarchy(
-            keras.metrics.Metric, name, lambda f: bridged_method(f, lambda s: s.variables)
+            keras.metrics.Metric,
+            name,
+            lambda f, name=name: bridged_method(f, lambda s: s.variables, always=name == "result"),
         )
     keras.optimizers.Optimizer.apply = _mark(functools.wraps(_original_apply)(_apply))
     keras.optimizers.Optimizer.apply_gradients = _mark(
