@@ -194,7 +194,12 @@ def _apply(self, grads, trainable_variables=None):
             with keras.name_scope(self.name, caller=self):
                 self.build(kvars)
             self.built = True
-    values = [v._current() if isinstance(v, Variable) else v._value for v in targets]
+    # Current values (inside tf.function: the lifted ones), as plain inputs: an update is not
+    # a use of the variables that a tape would differentiate.
+    values = [
+        (v if isinstance(v, Variable) else bridge.twin(kv))._current()
+        for v, kv in zip(targets, kvars)
+    ]
 
     def update(grads, values, kvars_key):
         scope = _scope.get_stateless_scope()
