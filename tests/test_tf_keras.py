@@ -389,6 +389,36 @@ keras_case(
     """,
 )
 
+# --- item 7: higher order through Keras ------------------------------------------------------------
+
+keras_case(
+    "higher_order",
+    """
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5, activation="tanh"),
+                              keras.layers.Dense(2, activation="softplus")])
+    same_weights(model)
+    x = tf.constant(data(1, 4, 3))
+    with tf.GradientTape() as outer:  # a gradient penalty (WGAN-GP style)
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            out = model(x)
+        gx = inner.gradient(out, x)
+        penalty = tf.reduce_mean(tf.square(tf.norm(gx, axis=1) - 1.0))
+    gp = outer.gradient(penalty, model.trainable_variables)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        out = model(x)
+    jac = tape.jacobian(out, x)
+    bjac = tape.batch_jacobian(out, x)
+    jw = tape.jacobian(out, model.trainable_variables[0])
+    tangent = tf.constant(data(2, 4, 3))
+    with tf.autodiff.ForwardAccumulator(x, tangent) as acc:
+        out2 = model(x)
+    result = dict(penalty=penalty, gp=gp, jac=jac, bjac=bjac, jw=jw, jvp=acc.jvp(out2))
+    """,
+)
+
 # --- programs run only under transforms.tf (their oracle is inside them) --------------------------
 
 OURS_ONLY = {
@@ -544,6 +574,10 @@ def test_custom_training_step_under_tf_function_gives_the_eager_results(runs):
     # Model built, optimizer slots and metric totals created inside the first trace.
     ours, _ = compare("quickstart_for_experts", runs, rtol=2e-5, atol=2e-6)
     assert_close(ours["result"]["compiled"], ours["result"]["eager"], rtol=1e-5, atol=1e-6)
+
+
+def test_higher_order_through_keras_equals_tensorflow(runs):
+    compare("higher_order", runs, rtol=1e-4, atol=1e-6)
 
 
 def test_tf_module_tracks_what_tensorflow_tracks(runs):
