@@ -419,9 +419,55 @@ keras_case(
     """,
 )
 
+# --- item 6: compile / fit / evaluate / predict ---------------------------------------------------
+
+keras_case(
+    "fit_evaluate_predict",
+    """
+    keras = tf.keras
+    x, y = data(1, 32, 4), data(2, 32, 1)
+    xv, yv = data(3, 8, 4), data(4, 8, 1)
+    weights = np.linspace(0.5, 1.5, 32).astype(np.float32)
+
+    class Log(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen.append([float(logs["loss"]), float(logs["val_loss"])])
+
+    def run(eagerly):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(1)])
+        same_weights(model)
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.5), loss="mse",
+                      metrics=["mae"], run_eagerly=eagerly)
+        log = Log()
+        history = model.fit(x, y, sample_weight=weights, batch_size=8, epochs=3,
+                            validation_data=(xv, yv), shuffle=False, verbose=0, callbacks=[log])
+        return dict(
+            history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+            callback=log.seen,
+            evaluate=model.evaluate(xv, yv, verbose=0, return_dict=True),
+            predict=model.predict(xv, verbose=0),
+            weights=model.get_weights(),
+        )
+
+    result = dict(compiled=run(False), eager=run(True))
+    """,
+)
+
 # --- programs run only under transforms.tf (their oracle is inside them) --------------------------
 
 OURS_ONLY = {
+    "fit_uses_our_engine": program(
+        """
+        import transforms
+        from keras.src.backend.jax import trainer
+        tf.keras
+        result = dict(ours=trainer.jax.value_and_grad is transforms.value_and_grad)
+        """
+    ),
     "seed_003_verbatim": S003_EX3 + AFTER,
     "version": program(
         """
@@ -578,6 +624,12 @@ def test_custom_training_step_under_tf_function_gives_the_eager_results(runs):
 
 def test_higher_order_through_keras_equals_tensorflow(runs):
     compare("higher_order", runs, rtol=1e-4, atol=1e-6)
+
+
+def test_fit_evaluate_predict_equal_tensorflow_and_run_eagerly(runs):
+    ours, _ = compare("fit_evaluate_predict", runs, rtol=2e-5, atol=2e-6)
+    assert_close(ours["result"]["compiled"], ours["result"]["eager"], rtol=1e-5, atol=1e-6)
+    assert ours_only(runs, "fit_uses_our_engine")["ours"]
 
 
 def test_tf_module_tracks_what_tensorflow_tracks(runs):

@@ -67,9 +67,10 @@ keras = _check_keras()
 from keras._tf_keras import keras as _tf_layout  # noqa: E402  (TF 2.21's own tf.keras layout)
 
 from ..module import Module  # noqa: E402
-from . import calls  # noqa: E402
+from . import calls, trainer  # noqa: E402
 
 calls.install()
+trainer.install()
 
 
 def _layer_children(layer):
