@@ -460,6 +460,36 @@ keras_case(
 # --- programs run only under transforms.tf (their oracle is inside them) --------------------------
 
 OURS_ONLY = {
+    "save_load": program(
+        """
+        import os, tempfile
+        keras = tf.keras
+        def make():
+            return keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu"),
+                                     keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+        model = make()
+        same_weights(model)
+        x = tf.constant(data(1, 5, 3))
+        optimizer = keras.optimizers.Adam(0.1)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(x, training=True) ** 2)
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                      model.trainable_variables))
+        folder = tempfile.mkdtemp()
+        model.save(os.path.join(folder, "model.keras"))
+        loaded = keras.models.load_model(os.path.join(folder, "model.keras"))
+        model.save_weights(os.path.join(folder, "model.weights.h5"))
+        other = make()
+        other.load_weights(os.path.join(folder, "model.weights.h5"))
+        with tf.GradientTape() as tape:
+            loaded_loss = tf.reduce_sum(loaded(x, training=True) ** 2)
+        result = dict(
+            outputs=[model(x), loaded(x), other(x)],
+            weights=[model.get_weights(), loaded.get_weights(), other.get_weights()],
+            grads_loaded=tape.gradient(loaded_loss, loaded.trainable_variables),
+        )
+        """
+    ),
     "fit_uses_our_engine": program(
         """
         import transforms
@@ -630,6 +660,14 @@ def test_fit_evaluate_predict_equal_tensorflow_and_run_eagerly(runs):
     ours, _ = compare("fit_evaluate_predict", runs, rtol=2e-5, atol=2e-6)
     assert_close(ours["result"]["compiled"], ours["result"]["eager"], rtol=1e-5, atol=1e-6)
     assert ours_only(runs, "fit_uses_our_engine")["ours"]
+
+
+def test_save_and_load_round_trip(runs):
+    r = ours_only(runs, "save_load")
+    for i in (1, 2):  # load_model (.keras) and load_weights (.weights.h5)
+        assert_close(r["outputs"][i], r["outputs"][0], rtol=0, atol=0)
+        assert_close(r["weights"][i], r["weights"][0], rtol=0, atol=0)
+    assert all(g is not None and np.all(np.isfinite(g)) for g in r["grads_loaded"])
 
 
 def test_tf_module_tracks_what_tensorflow_tracks(runs):
