@@ -459,7 +459,16 @@ keras_case(
 
 # --- programs run only under transforms.tf (their oracle is inside them) --------------------------
 
+
+def _docs_page_code():
+    # docs/tf-keras.md fences its code as `py` (test_docs.py runs `python` blocks inside pytest's
+    # process, where Keras may already be on TF); it runs here, in the transforms.tf worker.
+    page = (ROOT / "docs" / "tf-keras.md").read_text()
+    return "\n".join(re.findall(r"^```py\n(.*?)^```", page, flags=re.S | re.M))
+
+
 OURS_ONLY = {
+    "docs_page": _docs_page_code() + "\nresult = dict(accuracy=train_accuracy.result())\n",
     "save_load": program(
         """
         import os, tempfile
@@ -481,13 +490,13 @@ OURS_ONLY = {
         model.save_weights(os.path.join(folder, "model.weights.h5"))
         other = make()
         other.load_weights(os.path.join(folder, "model.weights.h5"))
-        with tf.GradientTape() as tape:
-            loaded_loss = tf.reduce_sum(loaded(x, training=True) ** 2)
         result = dict(
             outputs=[model(x), loaded(x), other(x)],
             weights=[model.get_weights(), loaded.get_weights(), other.get_weights()],
-            grads_loaded=tape.gradient(loaded_loss, loaded.trainable_variables),
         )
+        with tf.GradientTape() as tape:
+            loaded_loss = tf.reduce_sum(loaded(x, training=True) ** 2)
+        result["grads_loaded"] = tape.gradient(loaded_loss, loaded.trainable_variables)
         """
     ),
     "fit_uses_our_engine": program(
@@ -668,6 +677,10 @@ def test_save_and_load_round_trip(runs):
         assert_close(r["outputs"][i], r["outputs"][0], rtol=0, atol=0)
         assert_close(r["weights"][i], r["weights"][0], rtol=0, atol=0)
     assert all(g is not None and np.all(np.isfinite(g)) for g in r["grads_loaded"])
+
+
+def test_the_docs_page_trains_a_keras_model_with_the_tape(runs):
+    assert ours_only(runs, "docs_page")["accuracy"] > 0.8
 
 
 def test_tf_module_tracks_what_tensorflow_tracks(runs):

@@ -210,8 +210,7 @@ def _make_program(call, variables, tf_vars, static_leaves, kinds, treedef, dyn_v
     jitted = jax.jit(pure)
     kvals = [v._value for v in variables]
     tvals = [v._value for v in tf_vars]
-    with jax.ensure_compile_time_eval():
-        traced = jitted.trace(kvals, tvals, dyn_vals)
+    traced = jitted.trace(*[[_sds(v) for v in vals] for vals in (kvals, tvals, dyn_vals)])
     prog = _Program()
     prog.jitted = jitted
     prog.out_tree, prog.n_out = box["out_tree"], box["n_out"]
@@ -294,9 +293,9 @@ def run_node(owner, call, variables, args, kwargs):
         key = (*key[:-1], len(tf_vars))
         index = index_of[key] = len(programs)
         programs.append((prog, len(variables), len(prog.tf_vars)))
+    # (A program first traced inside tf.function has no compiled form: eager calls then use
+    # the jitted one.)
     prog, _, _ = programs[index]
-    if prog.compiled is None and not any(isinstance(v, jax.core.Tracer) for v in dyn_vals):
-        pass  # traced first inside tf.function: eager calls use the jitted form
     inputs = [
         *[t._read_value_for_op() for t in twins],
         *[v._read_value_for_op() for v in prog.tf_vars],
@@ -314,6 +313,11 @@ def run_node(owner, call, variables, args, kwargs):
             v._write(val._value)
     owner.__dict__["_transforms_call_losses"] = losses
     return tree_util.tree_unflatten(prog.out_tree, list(results))
+
+
+def _sds(v):
+    a = jax.typeof(v)
+    return jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
 
 
 def _vals(twins):
