@@ -1,8 +1,8 @@
 """Keras's own trainer (`fit`, `evaluate`, `predict`) differentiated by our engine.
 
-Keras's JAX trainer computes each training step's gradients with one call of
-`jax.value_and_grad` on its stateless loss function; that name, as the trainer module sees it,
-is `transforms.value_and_grad`. Everything else (jit, batching, callbacks, metrics) is Keras's.
+Keras's JAX trainer computes each training step's gradients with one call of JAX's
+`value_and_grad` on its stateless loss function; the `jax` its module sees is a stand-in whose
+`value_and_grad` is `transforms.value_and_grad`. Everything else (jit, batching, callbacks, metrics) is Keras's.
 """
 
 from __future__ import annotations
