@@ -468,6 +468,29 @@ def _docs_page_code():
 
 
 OURS_ONLY = {
+    "plain_keras_and_failures": program(
+        """
+        import jax
+        keras = tf.keras
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2),
+                                  keras.layers.BatchNormalization()])
+        x = data(1, 4, 3)
+        plain = model(x)  # NumPy in, no tape: Keras's own path, untouched
+        before = [v.numpy() for v in model.variables]
+        try:
+            with tf.GradientTape() as tape:
+                model(tf.constant(data(1, 4, 5)), training=True)
+            error = ""
+        except ValueError as e:
+            error = str(e)
+        result = dict(
+            plain_is_jax=isinstance(plain, jax.Array),
+            ours=type(model(tf.constant(x))).__name__,
+            error=error,
+            unchanged=all(np.array_equal(a, v.numpy()) for a, v in zip(before, model.variables)),
+        )
+        """
+    ),
     "docs_page": _docs_page_code() + "\nresult = dict(accuracy=train_accuracy.result())\n",
     "save_load": program(
         """
@@ -681,6 +704,13 @@ def test_save_and_load_round_trip(runs):
 
 def test_the_docs_page_trains_a_keras_model_with_the_tape(runs):
     assert ours_only(runs, "docs_page")["accuracy"] > 0.8
+
+
+def test_plain_keras_is_untouched_and_a_failed_call_changes_nothing(runs):
+    r = ours_only(runs, "plain_keras_and_failures")
+    assert r["plain_is_jax"] and r["ours"] == "Tensor"
+    assert "incompatible" in r["error"]  # Keras's own input-spec error
+    assert r["unchanged"]
 
 
 def test_tf_module_tracks_what_tensorflow_tracks(runs):
