@@ -326,12 +326,12 @@ def _param_key(p, memo):
         return ("closed", jaxpr_key(p.jaxpr, memo), consts)
     if isinstance(p, Jaxpr):
         return ("jaxpr", jaxpr_key(p, memo))
+    if type(p).__name__ == "PRNGImpl":  # random_wrap / random_seed: a registered singleton
+        return ("prng_impl", _Same(p))
     if isinstance(p, (tuple, list)):
         return (type(p).__name__, tuple(_param_key(x, memo) for x in p))
     if isinstance(p, _HASHABLE_PARAM_TYPES):  # callable, but compared by value: a mesh
         return p
-    if type(p).__name__ == "PRNGImpl":  # random_wrap / random_seed: a registered singleton
-        return ("prng_impl", _Same(p))
     if callable(p) and not isinstance(p, type):
         raise Unkeyable
     if isinstance(p, np.ndarray) or isinstance(p, jax.Array):

@@ -14,6 +14,7 @@ from .custom import cond, custom_gradient, while_loop
 from .forward import ForwardAccumulator
 from .function import function
 from .linalg import norm  # noqa: F401
+from .module import Module, name_scope
 from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     abs,
     add,
@@ -104,7 +105,7 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     zeros,
     zeros_like,
 )
-from .optimizers import optimizers
+from .optimizers import optimizers  # noqa: F401  (tf.optimizers)
 from .printing import tf_print as print  # noqa: A001, F401  (TF's name)
 from .spec import TensorSpec  # noqa: F401
 from .tape import GradientTape, UnconnectedGradients
@@ -133,7 +134,15 @@ autograph = _NS(experimental=_NS(set_loop_options=_set_loop_options))
 
 autodiff = _NS(ForwardAccumulator=ForwardAccumulator, GradientTape=GradientTape)
 dtypes = _NS(float32=float32, float64=float64, int32=int32, int64=int64, bool=bool)
-keras = _NS(optimizers=optimizers)
+
+
+def __getattr__(name):
+    # `tf.keras` imports Keras (a second or two) on first access only.
+    if name == "keras":
+        import importlib
+
+        return importlib.import_module(".keras", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def executing_eagerly() -> bool:
@@ -148,6 +157,8 @@ __all__ = [
     "ForwardAccumulator",
     "Tensor",
     "Variable",
+    "Module",
+    "name_scope",
     "UnconnectedGradients",
     "autodiff",
     "constant",

@@ -15,7 +15,7 @@ from jax import lax
 
 from .core import apply
 from .tensor import Tensor, _as_value, float32, is_float
-from .variable import Variable
+from .variable import Variable, as_variable
 
 newaxis = None
 
@@ -27,6 +27,7 @@ def convert_to_tensor(value, dtype=None, dtype_hint=None, name=None) -> Tensor:
       >>> tf.convert_to_tensor([1.0, 2.0]).dtype
       dtype('float32')
     """
+    value = as_variable(value)
     if isinstance(value, Tensor):
         if dtype is not None and value.dtype != np.dtype(dtype):
             raise TypeError(

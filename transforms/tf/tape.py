@@ -23,7 +23,7 @@ from .. import api, engine
 from ..zeros import instantiate
 from .core import apply, state
 from .tensor import Tensor, is_float
-from .variable import Variable
+from .variable import Variable, as_variable
 
 
 class UnconnectedGradients(enum.Enum):
@@ -48,8 +48,10 @@ def _is_leaf(x) -> bool:
 
 
 def flatten(nest):
-    """Flatten lists/tuples/dicts of tensors and variables (None entries kept as leaves)."""
-    return tree_util.tree_flatten(nest, is_leaf=lambda x: x is None or _is_leaf(x))
+    """Flatten lists/tuples/dicts of tensors and variables (None entries kept as leaves);
+    objects standing for Variables (Keras Variables) come back as those Variables."""
+    flat, tree = tree_util.tree_flatten(nest, is_leaf=lambda x: x is None or _is_leaf(x))
+    return [as_variable(x) for x in flat], tree
 
 
 def in_order_of(template, value):

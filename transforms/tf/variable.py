@@ -8,9 +8,24 @@ import jax
 import numpy as np
 
 from .core import state, visible_recorders
+from .module import scoped_name
 from .tensor import ArrayTyped, Tensor, _as_value
 
 _names = itertools.count()
+
+# Objects that stand for a Variable elsewhere (tf.keras registers one: a Keras Variable -> its
+# twin). Each maps an object to its Variable, or returns None.
+stand_ins: list = []
+
+
+def as_variable(x):
+    """`x` itself, or what stands for it: a Keras Variable's twin (its value, a Tensor, inside
+    a Keras call being recorded)."""
+    for find in stand_ins:
+        v = find(x)
+        if v is not None:
+            return v
+    return x
 
 
 class Variable(ArrayTyped):
@@ -45,7 +60,7 @@ class Variable(ArrayTyped):
             )
         self._value = value
         self._trainable = bool(trainable)
-        self._name = name if name is not None else "Variable"
+        self._name = scoped_name(name if name is not None else "Variable")
         self._uid = next(_names)
         del shape
         if state.created_log is not None:
