@@ -1,0 +1,196 @@
+"""Reverse mode through `while_loop`: transposing a linear while loop with bounded memory.
+
+Partial evaluation (`control_flow._while_partial_eval`) leaves the primal loop in the known
+program and the whole loop (primal recomputed next to the tangents) in the linear program, so
+the linear program holds a `while` equation whose linear inputs are tangent carries and tangent
+body constants, and whose other inputs (the primal initial carry, the constants) are values.
+Its transpose runs in two loops:
+
+1. Counting: the primal half of the body runs forward from the initial carry until the
+   condition fails, counting the trip count `n`. Nothing is stored: memory O(carry).
+2. Reversing: a `while_loop` counting `i` down from `n - 1` to 0 that keeps a stack of at most
+   `S` snapshots of the primal carry (`[S, *carry]` buffers indexed dynamically, so shapes are
+   static; slot 0 holds the initial carry). Each iteration looks at the top snapshot, at step
+   `p <= i`. If the stack has room and `p < i - 1`, it advances a copy from `p` to the midpoint
+   `m = (p + i + 1) // 2` and pushes it (bisection). Otherwise it advances to `i`, recomputes
+   the residuals of step `i` from that carry, transposes the linear half of the body (the
+   cotangent of the carry goes from after step `i` to before it; cotangents of loop-invariant
+   inputs accumulate), decrements `i`, and pops the snapshot if it was at `i`.
+
+Peak memory is `S` primal carries plus one step's residuals, whatever `n` is. Primal steps
+recomputed (`recompute_steps` gives the exact number; `n` more for the counting loop):
+`n (n - 1) / 2` with `S = 1`, about `(n / 2) log2 n` once `2 ** (S - 1) >= n` (bisection), and
+in between the recursion `R(n, S) = n / 2 + R(n / 2, S - 1) + R(n / 2, S)`, i.e. a few times
+`n log n` for the default `S` and any `n` up to millions. `S` is the `snapshots` keyword of
+`transforms.while_loop`, which marks the loop's condition (see `transforms/loops.py`).
+"""
+
+from __future__ import annotations
+
+import jax
+from jax import lax
+from jax.extend.core import Jaxpr
+from jax.extend.core import primitives as P
+
+from ..interpreter import dce_eqns, eval_jaxpr
+from ..partial_eval import _debug_info, split_jaxpr
+from ..transpose import backward_pass, is_undefined, transpose_rules
+from ..zeros import Zero, instantiate, tangent_aval
+from .control_flow import _merge, _pick, _split3, cast_to_aval
+
+DEFAULT_SNAPSHOTS = 16
+SNAPSHOTS_MARK = "transforms.while_snapshots="
+
+
+def snapshots_of(cond_jaxpr: Jaxpr) -> int:
+    """The snapshot count a loop's condition is marked with (`DEFAULT_SNAPSHOTS` if none)."""
+    for eqn in cond_jaxpr.eqns:
+        name = eqn.params.get("name") if eqn.primitive is P.name_p else None
+        if isinstance(name, str) and name.startswith(SNAPSHOTS_MARK):
+            return int(name[len(SNAPSHOTS_MARK) :])
+    return DEFAULT_SNAPSHOTS
+
+
+def recompute_steps(n: int, snapshots: int) -> int:
+    """Primal steps the reversing loop recomputes for trip count `n` (a model of the schedule
+    above, step for step; documented costs and the benchmark use it)."""
+    steps, stack, i = 0, [0], n - 1
+    while i >= 0:
+        p = stack[-1]
+        target = (p + i + 1) // 2 if (p < i and len(stack) < snapshots) else i
+        steps += target - p
+        if target < i:
+            stack.append(target)
+        else:
+            i -= 1
+            if p == target:
+                stack.pop()
+    return steps
+
+
+class WhileConditionTangentError(ValueError):
+    """A while loop's condition reads a value that depends on the linear inputs."""
+
+
+def _while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
+    cc, bc, init = _split3(list(invals), cond_nconsts, body_nconsts)
+    if any(is_undefined(x) for x in cc):
+        raise WhileConditionTangentError(
+            "while_loop: the loop condition depends on a linear input; it has no transpose."
+        )
+    body = body_jaxpr.jaxpr
+    n_k = len(init)
+    bc_lin = [is_undefined(x) for x in bc]
+    carry_lin = [is_undefined(x) for x in init]
+    while True:  # a carry is linear if a linear value reaches it in one step
+        s = split_jaxpr(body, bc_lin + carry_lin, instantiate=carry_lin)
+        grown = [a or b for a, b in zip(carry_lin, s.out_unknowns, strict=True)]
+        if grown == carry_lin:
+            break
+        carry_lin = grown
+    cond_split = split_jaxpr(cond_jaxpr.jaxpr, [False] * cond_nconsts + carry_lin)
+    if any(cond_split.out_unknowns):
+        raise WhileConditionTangentError(
+            "while_loop: the loop condition depends on a linear carry; it has no transpose."
+        )
+    snapshots = max(1, snapshots_of(cond_jaxpr.jaxpr))
+
+    known_carry = [not u for u in carry_lin]
+    n_res = len(s.residuals)
+    n_known_out = len(s.known.outvars) - n_res
+    step_eqns, _ = dce_eqns(s.known.eqns, list(s.known.outvars[:n_known_out]))
+    step_jaxpr = Jaxpr(
+        body.constvars,
+        s.known.invars,
+        list(s.known.outvars[:n_known_out]),
+        step_eqns,
+        debug_info=_debug_info("primal while step", len(s.known.invars), n_known_out),
+    )
+    kbc = _pick(bc, bc_lin, False)
+    kinit = _pick(init, known_carry)
+    carry_avals = [v.aval for v in body.invars[body_nconsts:]]
+    kinit = [cast_to_aval(x, a) for x, a in zip(kinit, _pick(carry_avals, known_carry))]
+    lin_bc_avals = [tangent_aval(v.aval) for v in _pick(body.invars[:body_nconsts], bc_lin)]
+    lin_carry_avals = [tangent_aval(a) for a in _pick(carry_avals, carry_lin)]
+
+    def keep_going(kc):
+        return eval_jaxpr(cond_split.known, cond_jaxpr.consts, *cc, *kc)[0]
+
+    def step(kc):
+        return eval_jaxpr(step_jaxpr, body_jaxpr.consts, *kbc, *kc)
+
+    def advance(kc, k):
+        return lax.fori_loop(0, k, lambda _, c: step(c), kc)
+
+    # 1. The trip count.
+    def count_body(state):
+        i, kc = state
+        return i + 1, step(kc)
+
+    n, _ = lax.while_loop(lambda state: keep_going(state[1]), count_body, (jnp_int(0), kinit))
+
+    # 2. Reverse, recomputing from the nearest snapshot.
+    mask = [False] * n_res + [True] * (len(lin_bc_avals) + len(lin_carry_avals))
+    ct_carry0 = [
+        cast_to_aval(ct, a)
+        for ct, a in zip(_pick(list(cts), carry_lin), lin_carry_avals, strict=True)
+    ]
+    ct_consts0 = [instantiate(Zero(a)) for a in lin_bc_avals]
+
+    def reverse_step(kc, ct_consts, ct_carry):
+        residuals = eval_jaxpr(s.known, body_jaxpr.consts, *kbc, *kc)[n_known_out:]
+        cts_in = backward_pass(s.linear, [], residuals, mask, ct_carry)
+        ct_c_in, ct_k_in = cts_in[: len(lin_bc_avals)], cts_in[len(lin_bc_avals) :]
+        ct_consts = [
+            lax.add(acc, cast_to_aval(ct, a)) if type(ct) is not Zero else acc
+            for acc, ct, a in zip(ct_consts, ct_c_in, lin_bc_avals, strict=True)
+        ]
+        ct_carry = [cast_to_aval(ct, a) for ct, a in zip(ct_k_in, lin_carry_avals, strict=True)]
+        return ct_consts, ct_carry
+
+    buffers0 = [
+        lax.broadcast_in_dim(x, (snapshots, *x.shape), tuple(range(1, x.ndim + 1)))
+        for x in map(jax.numpy.asarray, kinit)
+    ]
+    positions0 = lax.full((snapshots,), 0, jnp_int(0).dtype)
+
+    def reverse_body(state):
+        i, top, positions, buffers, ct_consts, ct_carry = state
+        p = positions[top - 1]
+        kc = [lax.dynamic_index_in_dim(b, top - 1, keepdims=False) for b in buffers]
+        target = lax.select((p < i) & (top < snapshots), (p + i + 1) // 2, i)
+        kc = advance(kc, target - p)
+
+        def push(_):
+            new_buffers = [
+                lax.dynamic_update_index_in_dim(b, x, top, 0)
+                for b, x in zip(buffers, kc, strict=True)
+            ]
+            new_positions = lax.dynamic_update_index_in_dim(positions, target, top, 0)
+            return i, top + 1, new_positions, new_buffers, ct_consts, ct_carry
+
+        def reverse(_):
+            new_consts, new_carry = reverse_step(kc, ct_consts, ct_carry)
+            popped = top - (p == i).astype(top.dtype)
+            return i - 1, popped, positions, buffers, new_consts, new_carry
+
+        return lax.cond(target < i, push, reverse, None)
+
+    state0 = (n - 1, jnp_int(1), positions0, buffers0, ct_consts0, ct_carry0)
+    *_, ct_consts, ct_carry = lax.while_loop(lambda st: st[0] >= 0, reverse_body, state0)
+
+    ct_carry_full = _merge(carry_lin, ct_carry, [None] * n_k)
+    ct_init = [ct if is_undefined(x) else None for ct, x in zip(ct_carry_full, init, strict=True)]
+    return [
+        *([None] * cond_nconsts),
+        *_merge(bc_lin, ct_consts, [None] * body_nconsts),
+        *ct_init,
+    ]
+
+
+def jnp_int(value):
+    """A scalar of the default integer type (int32, or int64 under x64)."""
+    return jax.numpy.asarray(value, dtype=jax.numpy.int_)
+
+
+transpose_rules[P.while_p] = _while_transpose
