@@ -72,6 +72,13 @@ def jvp_nonzeros(closed: ClosedJaxpr, nonzeros) -> list[bool]:
     return box[-1]
 
 
+def loop_predicate(pred):
+    """A while loop's predicate as `lax.while_loop` takes it: JAX's batching of a loop whose
+    predicate depends on the batch leaves a `bool[batch]` condition, meaning "any" (its body
+    selects per example)."""
+    return lax.reduce_or(pred, tuple(range(pred.ndim))) if np.ndim(pred) else pred
+
+
 def _nonzeros(tangents, avals) -> list[bool]:
     # A float0 tangent (of an integer input) is zero whatever its value.
     return [
@@ -547,7 +554,7 @@ def _while_jvp(primals, tangents, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_
 
     def cond_fun(carry):
         c, _ = carry
-        return eval_jaxpr(cond_jaxpr.jaxpr, cond_jaxpr.consts, *cond_consts, *c)[0]
+        return loop_predicate(eval_jaxpr(cond_jaxpr.jaxpr, cond_jaxpr.consts, *cond_consts, *c)[0])
 
     def body_fun(carry):
         c, t_c = carry

@@ -36,7 +36,7 @@ from ..interpreter import dce_eqns, eval_jaxpr
 from ..partial_eval import _debug_info, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, tangent_aval
-from .control_flow import _merge, _pick, _split3, cast_to_aval
+from .control_flow import _merge, _pick, _split3, cast_to_aval, loop_predicate
 
 DEFAULT_SNAPSHOTS = 16
 SNAPSHOTS_MARK = "transforms.while_snapshots="
@@ -114,7 +114,7 @@ def _while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nc
     lin_carry_avals = [tangent_aval(a) for a in _pick(carry_avals, carry_lin)]
 
     def keep_going(kc):
-        return eval_jaxpr(cond_split.known, cond_jaxpr.consts, *cc, *kc)[0]
+        return loop_predicate(eval_jaxpr(cond_split.known, cond_jaxpr.consts, *cc, *kc)[0])
 
     def step(kc):
         return eval_jaxpr(step_jaxpr, body_jaxpr.consts, *kbc, *kc)
