@@ -10,12 +10,12 @@ Its transpose runs in two loops:
    condition fails, counting the trip count `n`. Nothing is stored: memory O(carry).
 2. Reversing: a `while_loop` counting `i` down from `n - 1` to 0 that keeps a stack of at most
    `S` snapshots of the primal carry (`[S, *carry]` buffers indexed dynamically, so shapes are
-   static; slot 0 holds the initial carry). Each iteration looks at the top snapshot, at step
-   `p <= i`. If the stack has room and `p < i - 1`, it advances a copy from `p` to the midpoint
-   `m = (p + i + 1) // 2` and pushes it (bisection). Otherwise it advances to `i`, recomputes
-   the residuals of step `i` from that carry, transposes the linear half of the body (the
-   cotangent of the carry goes from after step `i` to before it; cotangents of loop-invariant
-   inputs accumulate), decrements `i`, and pops the snapshot if it was at `i`.
+   static; slot 0 holds the initial carry). Each iteration first bisects: while the stack has
+   room and its top snapshot, at step `p`, is before `i - 1`, it advances a copy from `p` to
+   the midpoint `m = (p + i + 1) // 2` and pushes it. Then it advances from the top snapshot to
+   `i`, recomputes the residuals of step `i` from that carry, transposes the linear half of the
+   body (the cotangent of the carry goes from after step `i` to before it; cotangents of
+   loop-invariant inputs accumulate), pops the snapshot if it was at `i`, and decrements `i`.
 
 Peak memory is `S` primal carries plus one step's residuals, whatever `n` is. Primal steps
 recomputed (`recompute_steps` gives the exact number; `n` more for the counting loop):
@@ -154,27 +154,37 @@ def _while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nc
     ]
     positions0 = lax.full((snapshots,), 0, jnp_int(0).dtype)
 
-    def reverse_body(state):
-        i, top, positions, buffers, ct_consts, ct_carry = state
-        p = positions[top - 1]
-        kc = [lax.dynamic_index_in_dim(b, top - 1, keepdims=False) for b in buffers]
-        target = lax.select((p < i) & (top < snapshots), (p + i + 1) // 2, i)
-        kc = advance(kc, target - p)
+    def snapshot(buffers, slot):
+        return [lax.dynamic_index_in_dim(b, slot, keepdims=False) for b in buffers]
 
-        def push(_):
-            new_buffers = [
+    def reverse_body(state):
+        # One step reversed per iteration: bisect towards step i while the stack has room
+        # (an inner loop, so no iteration of this one is spent on a push alone), advance from
+        # the top snapshot to i, transpose step i, pop the snapshot if it was at i.
+        i, top, positions, buffers, ct_consts, ct_carry = state
+
+        def can_push(stack):
+            top, positions, _ = stack
+            return (top < snapshots) & ((positions[top - 1] + i + 1) // 2 < i)
+
+        def push(stack):
+            top, positions, buffers = stack
+            p = positions[top - 1]
+            middle = (p + i + 1) // 2
+            kc = advance(snapshot(buffers, top - 1), middle - p)
+            buffers = [
                 lax.dynamic_update_index_in_dim(b, x, top, 0)
                 for b, x in zip(buffers, kc, strict=True)
             ]
-            new_positions = lax.dynamic_update_index_in_dim(positions, target, top, 0)
-            return i, top + 1, new_positions, new_buffers, ct_consts, ct_carry
+            positions = lax.dynamic_update_index_in_dim(positions, middle, top, 0)
+            return top + 1, positions, buffers
 
-        def reverse(_):
-            new_consts, new_carry = reverse_step(kc, ct_consts, ct_carry)
-            popped = top - (p == i).astype(top.dtype)
-            return i - 1, popped, positions, buffers, new_consts, new_carry
-
-        return lax.cond(target < i, push, reverse, None)
+        top, positions, buffers = lax.while_loop(can_push, push, (top, positions, buffers))
+        p = positions[top - 1]
+        kc = advance(snapshot(buffers, top - 1), i - p)
+        ct_consts, ct_carry = reverse_step(kc, ct_consts, ct_carry)
+        top = top - (p == i).astype(top.dtype)
+        return i - 1, top, positions, buffers, ct_consts, ct_carry
 
     state0 = (n - 1, jnp_int(1), positions0, buffers0, ct_consts0, ct_carry0)
     *_, ct_consts, ct_carry = lax.while_loop(lambda st: st[0] >= 0, reverse_body, state0)
