@@ -53,6 +53,8 @@ def test_log1pexp_jvp_jacfwd_hessian_hvp():
     _close(T.hessian(loss)(XS), jnp.diag(sig * (1 - sig)))
     _close(T.hvp(loss, (XS,), (t,)), sig * (1 - sig) * t)
     _close(T.linearize(log1pexp, XS)[1](t), sig * t)
+    f_lin = T.linearize(log1pexp, XS)[1]
+    _close(jax.vmap(f_lin)(jnp.eye(4)), jnp.diag(sig))  # the linear function, batched
     _close(jax.jit(T.jacfwd(log1pexp))(XS), jnp.diag(sig))
     check_grads(log1pexp, (XS,), order=2, modes=("fwd",))
 

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 from jax.extend.core import ClosedJaxpr, Primitive, new_jaxpr_eqn
 from jax.extend.core import primitives as P
-from jax.interpreters import mlir
+from jax.interpreters import batching, mlir
 
 from ..interpreter import eval_jaxpr
 from ..jvp import current_mode, jvp_eval, jvp_rules
@@ -145,6 +145,14 @@ def _custom_lin_forward(*invals, num_res, bwd, out_avals, symbolic_zeros, in_zer
 
 custom_lin_p.def_impl(_custom_lin_forward)
 mlir.register_lowering(custom_lin_p, mlir.lower_fun(_custom_lin_forward, multiple_results=True))
+
+
+def _custom_lin_batch(args, dims, **params):
+    outs = jax.vmap(lambda *a: _custom_lin_forward(*a, **params), in_axes=tuple(dims))(*args)
+    return outs, [0] * len(outs)
+
+
+batching.primitive_batchers[custom_lin_p] = _custom_lin_batch
 
 
 class _Opaque:
