@@ -6,8 +6,11 @@ the linear program holds a `while` equation whose linear inputs are tangent carr
 body constants, and whose other inputs (the primal initial carry, the constants) are values.
 Its transpose runs in two loops:
 
-1. Counting: the primal half of the body runs forward from the initial carry until the
-   condition fails, counting the trip count `n`. Nothing is stored: memory O(carry).
+1. Counting: the trip count `n`. Partial evaluation (`_counted_while_partial_eval`) makes the
+   primal loop count its iterations and hands `n` to the linear program's loop, which replays
+   exactly `n` steps (its condition is marked `TRIPS_MARK`). A while loop reaching the
+   transpose another way (a user's linear function) is counted here: the primal half of the
+   body runs forward until the condition fails. Nothing is stored: memory O(carry).
 2. Reversing: a `while_loop` counting `i` down from `n - 1` to 0 that keeps a stack of at most
    `S` snapshots of the primal carry (`[S, *carry]` buffers indexed dynamically, so shapes are
    static; slot 0 holds the initial carry). Each iteration first bisects: while the stack has
@@ -18,37 +21,121 @@ Its transpose runs in two loops:
    loop-invariant inputs accumulate), pops the snapshot if it was at `i`, and decrements `i`.
 
 Peak memory is `S` primal carries plus one step's residuals, whatever `n` is. Primal steps
-recomputed (`recompute_steps` gives the exact number; `n` more for the counting loop):
-`n (n - 1) / 2` with `S = 1`, about `(n / 2) log2 n` once `2 ** (S - 1) >= n` (bisection), and
-in between the recursion `R(n, S) = n / 2 + R(n / 2, S - 1) + R(n / 2, S)`, i.e. a few times
-`n log n` for the default `S` and any `n` up to millions. `S` is the `snapshots` keyword of
+recomputed (`recompute_steps` gives the exact number; `n` more for a counting pass, when the
+primal loop did not count): `n (n - 1) / 2` with `S = 1`, about `(n / 2) log2 n` once
+`2 ** (S - 1) >= n` (bisection), and in between the recursion
+`R(n, S) = n / 2 + R(n / 2, S - 1) + R(n / 2, S)`, i.e. a few times `n log n` for the default
+`S` and any `n` up to millions. `S` is the `snapshots` keyword of
 `transforms.while_loop`, which marks the loop's condition (see `transforms/loops.py`).
 """
 
 from __future__ import annotations
 
 import jax
+import numpy as np
 from jax import lax
-from jax.extend.core import Jaxpr
+from jax.ad_checkpoint import checkpoint_name
+from jax.extend.core import Jaxpr, Var
 from jax.extend.core import primitives as P
 
 from ..interpreter import dce_eqns, eval_jaxpr
-from ..partial_eval import _debug_info, split_jaxpr
+from ..partial_eval import _debug_info, partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, tangent_aval
-from .control_flow import _merge, _pick, _split3, cast_to_aval, loop_predicate
+from .control_flow import (
+    _eqn,
+    _merge,
+    _pick,
+    _sds,
+    _split3,
+    _while_partial_eval,
+    cast_to_aval,
+    loop_predicate,
+)
 
 DEFAULT_SNAPSHOTS = 16
 SNAPSHOTS_MARK = "transforms.while_snapshots="
+# Marks the linear program's replay of a loop whose trip count the primal loop counted: its
+# condition is `counter < n`, with `n` its only constant.
+TRIPS_MARK = "transforms.while_trips"
+
+
+def _marks(cond_jaxpr: Jaxpr) -> list[str]:
+    return [
+        eqn.params["name"]
+        for eqn in cond_jaxpr.eqns
+        if eqn.primitive is P.name_p and isinstance(eqn.params.get("name"), str)
+    ]
 
 
 def snapshots_of(cond_jaxpr: Jaxpr) -> int:
     """The snapshot count a loop's condition is marked with (`DEFAULT_SNAPSHOTS` if none)."""
-    for eqn in cond_jaxpr.eqns:
-        name = eqn.params.get("name") if eqn.primitive is P.name_p else None
-        if isinstance(name, str) and name.startswith(SNAPSHOTS_MARK):
+    for name in _marks(cond_jaxpr):
+        if name.startswith(SNAPSHOTS_MARK):
             return int(name[len(SNAPSHOTS_MARK) :])
     return DEFAULT_SNAPSHOTS
+
+
+def _counted_while_partial_eval(eqn, unknowns):
+    # control_flow's split leaves the primal loop in the known program and the whole loop in
+    # the linear one. Count the primal loop's trips there and hand the count to the linear
+    # loop, which then replays exactly that many steps: its transpose needs no counting pass.
+    known, unknown, out_u = _while_partial_eval(eqn, unknowns)
+    if not known or len(known) != 1 or known[0].primitive is not P.while_p:
+        return known, unknown, out_u
+    (known_eqn,), (linear_eqn,) = known, unknown
+    kp, lp = known_eqn.params, linear_eqn.params
+    int_aval = jax.typeof(jnp_int(0))
+    trips = Var(int_aval)
+
+    def counted(*args):
+        cc, bc, init = _split3(list(args), kp["cond_nconsts"], kp["body_nconsts"])
+        cj, bj = kp["cond_jaxpr"], kp["body_jaxpr"]
+
+        def cond(state):
+            return loop_predicate(eval_jaxpr(cj.jaxpr, cj.consts, *cc, *state[1])[0])
+
+        def body(state):
+            return state[0] + 1, eval_jaxpr(bj.jaxpr, bj.consts, *bc, *state[1])
+
+        n, outs = lax.while_loop(cond, body, (jnp_int(0), list(init)))
+        return [*outs, n]
+
+    snapshots = snapshots_of(lp["cond_jaxpr"].jaxpr)
+
+    def replay(n, *args):
+        _, bc, init = _split3(list(args), lp["cond_nconsts"], lp["body_nconsts"])
+        bj = lp["body_jaxpr"]
+
+        def cond(state):
+            pred = checkpoint_name(state[0] < n, f"{SNAPSHOTS_MARK}{snapshots}")
+            return checkpoint_name(pred, TRIPS_MARK)
+
+        def body(state):
+            return state[0] + 1, eval_jaxpr(bj.jaxpr, bj.consts, *bc, *state[1])
+
+        return lax.while_loop(cond, body, (jnp_int(0), list(init)))[1]
+
+    def avals(vs):
+        return [_sds(v.aval) for v in vs]
+
+    counted_jaxpr = jax.make_jaxpr(counted)(*avals(known_eqn.invars))
+    replay_jaxpr = jax.make_jaxpr(replay)(_sds(int_aval), *avals(linear_eqn.invars))
+    counted_eqn = _eqn(
+        known_eqn.invars,
+        [*known_eqn.outvars, trips],
+        P.closed_call_p,
+        {"call_jaxpr": counted_jaxpr},
+        known_eqn,
+    )
+    replay_eqn = _eqn(
+        [trips, *linear_eqn.invars],
+        linear_eqn.outvars,
+        P.closed_call_p,
+        {"call_jaxpr": replay_jaxpr},
+        linear_eqn,
+    )
+    return [counted_eqn], [replay_eqn], out_u
 
 
 def recompute_steps(n: int, snapshots: int) -> int:
@@ -127,7 +214,10 @@ def _while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nc
         i, kc = state
         return i + 1, step(kc)
 
-    n, _ = lax.while_loop(lambda state: keep_going(state[1]), count_body, (jnp_int(0), kinit))
+    if TRIPS_MARK in _marks(cond_jaxpr.jaxpr):  # counted by the primal loop
+        (n,) = cc
+    else:
+        n, _ = lax.while_loop(lambda state: keep_going(state[1]), count_body, (jnp_int(0), kinit))
 
     # 2. Reverse, recomputing from the nearest snapshot.
     mask = [False] * n_res + [True] * (len(lin_bc_avals) + len(lin_carry_avals))
@@ -200,7 +290,8 @@ def _while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nc
 
 def jnp_int(value):
     """A scalar of the default integer type (int32, or int64 under x64)."""
-    return jax.numpy.asarray(value, dtype=jax.numpy.int_)
+    return jax.numpy.asarray(value, dtype=jax.dtypes.canonicalize_dtype(np.int64))
 
 
 transpose_rules[P.while_p] = _while_transpose
+partial_eval_rules[P.while_p] = _counted_while_partial_eval
