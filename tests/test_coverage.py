@@ -92,7 +92,9 @@ def test_table_agrees_with_registries(rows):
     assert rows["sin"].forward == rows["sin"].reverse == "yes"
     assert rows["mul"].reverse == "yes" and jax.lax.mul_p in transpose_rules
     assert rows["and"].forward == "n/a"
-    assert rows["custom_vjp_call"].forward == "no"  # JAX refuses forward mode through it too
+    # Beyond JAX, which refuses both: forward mode through custom_vjp, reverse through while.
+    assert rows["custom_vjp_call"].forward == rows["custom_vjp_call"].reverse == "yes"
+    assert rows["while"].forward == rows["while"].reverse == "yes"
 
 
 def test_probe_detects_a_primitive_without_rules():

@@ -18,6 +18,7 @@ from .api import (
 from .debug import DerivativeNaNError, debug_nans, debug_nans_enabled
 from .engine import clear_caches
 from .errors import MissingRuleError, TracedControlFlowError
+from .loops import fori_loop, while_loop
 from .tf import ForwardAccumulator, GradientTape, Variable  # the same objects as transforms.tf's
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "Variable",
     "TracedControlFlowError",
     "clear_caches",
+    "fori_loop",
     "grad",
     "hessian",
     "hvp",
@@ -44,4 +46,5 @@ __all__ = [
     "linearize",
     "value_and_grad",
     "vjp",
+    "while_loop",
 ]

@@ -93,11 +93,16 @@ REASONS: dict[str, str] = {
     "create_token": "not differentiable (token)",
     "after_all": "not differentiable (token)",
     "axis_index": "integer-only (device index)",
-    # not implemented yet
+    # beyond JAX, which refuses these
     "while": (
-        "reverse: a while loop has no trip count to stack residuals against (JAX refuses too); "
-        "use lax.fori_loop with static bounds or lax.scan"
+        "reverse (JAX refuses): recomputed from at most 16 snapshots of the carry, about "
+        "(n/2) log2 n primal steps; transforms.while_loop(snapshots=, max_steps=) chooses"
     ),
+    "custom_vjp_call": (
+        "forward (JAX refuses): the user's bwd transposed at fwd's residuals; the primal's own "
+        "derivative where bwd is not linear in the cotangent"
+    ),
+    # not implemented yet
     "eig": (
         "eigenvalues in both modes (jnp.linalg.eigvals); eigenvector tangents only with "
         "lax.linalg.eig(..., compute_left_eigenvectors=False, enable_eigvec_derivs=True), as in JAX"
@@ -117,7 +122,6 @@ REASONS: dict[str, str] = {
     "regularized_incomplete_beta": (
         "derivative in x only; in a and b an error, as in JAX (which raises ValueError too)"
     ),
-    "custom_vjp_call": "forward: JAX refuses too (custom_vjp defines only a reverse-mode rule)",
     "pure_callback": "not differentiable (opaque Python callback; wrap it in jax.custom_jvp)",
     "pmax": "inside shard_map: the derivative goes to the devices holding the maximum",
     "pmin": "inside shard_map: the derivative goes to the devices holding the minimum",
@@ -463,10 +467,7 @@ def _cotangent(aval):
 
 def run_forward(fun, avals, jvp: Callable) -> None:
     """Trace `jvp(fun, primals, ones)` abstractly (raises what the rules raise)."""
-    closed = jax.make_jaxpr(lambda *xs: jvp(fun, xs, tuple(jnp.ones_like(x) for x in xs)))(*avals)
-    # A custom_vjp function's forward program holds a reverse-only rule that fails only when run.
-    if any(eqn.primitive.name == "transforms_custom_lin" for eqn in _walk(closed.jaxpr)):
-        raise NotImplementedError("forward mode through a custom_vjp function (reverse-only rule)")
+    jax.make_jaxpr(lambda *xs: jvp(fun, xs, tuple(jnp.ones_like(x) for x in xs)))(*avals)
 
 
 def run_reverse(fun, avals, vjp: Callable) -> None:

@@ -23,8 +23,8 @@ from .zeros import Zero, add_tangents, instantiate, tangent_aval
 jvp_rules: dict[Primitive, Callable] = {}
 
 
-def _no_rule(prim, mode: str):
-    return MissingRuleError(prim.name, mode)
+def _no_rule(prim, mode: str, detail: str = ""):
+    return MissingRuleError(prim.name, mode, detail)
 
 
 # Which API mode is building the JVP: reverse mode linearizes through the JVP, and a missing rule
@@ -66,7 +66,9 @@ def _jvp_step(eqn, invals):
         return [(o, Zero(tangent_aval(v.aval))) for o, v in zip(outs, eqn.outvars, strict=True)]
     rule = jvp_rules.get(eqn.primitive)
     if rule is None:
-        raise _no_rule(eqn.primitive, _mode.get())
+        from .rules.custom_vjp_forward import inside_bwd  # rules import this module
+
+        raise _no_rule(eqn.primitive, _mode.get(), inside_bwd(eqn))
     out, out_dot = rule(primals, tangents, **eqn.params)
     if not eqn.primitive.multiple_results:
         return [(out, out_dot)]

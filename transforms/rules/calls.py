@@ -6,12 +6,21 @@ import jax
 import numpy as np
 from jax.extend.core import ClosedJaxpr, Primitive, new_jaxpr_eqn
 from jax.extend.core import primitives as P
+from jax.interpreters import batching, mlir
 
 from ..interpreter import eval_jaxpr
 from ..jvp import current_mode, jvp_eval, jvp_rules
 from ..partial_eval import fresh_vars, partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, tangent_aval
+from .custom_vjp_forward import (
+    BwdNotLinearError,
+    bwd_scope,
+    function_name,
+    is_symbolic_zero,
+    not_linear_error,
+    tangents_by_transposing_bwd,
+)
 
 
 def _closed(params_jaxpr):
@@ -110,6 +119,7 @@ jvp_rules[P.custom_jvp_call_p] = _custom_jvp_call_jvp
 
 
 # --- custom_vjp: the user's fwd runs in the primal program, bwd in the transposed one ------------
+# Forward mode transposes bwd instead (rules/custom_vjp_forward.py).
 
 custom_lin_p = Primitive("transforms_custom_lin")
 custom_lin_p.multiple_results = True
@@ -120,23 +130,39 @@ def _custom_lin_abstract_eval(*_, out_avals, **__):
     return out_avals
 
 
-def _custom_lin_impl(*_, **__):
-    raise TypeError(
-        "can't apply forward-mode autodiff (jvp) to a custom_vjp function: it defines only a "
-        "reverse-mode rule. Use transforms.vjp / grad, or give the function a custom_jvp rule."
-    )
+def _custom_lin_forward(*invals, num_res, bwd, out_avals, symbolic_zeros, in_zeros, num_consts):
+    # Evaluated forward (the linear program of `linearize`): bwd transposed, at the residuals.
+    residuals, nz_tangents = invals[:num_res], iter(invals[num_res:])
+    arg_tangents = [Zero(None) if z else next(nz_tangents) for z in in_zeros]
+    try:
+        tangents = tangents_by_transposing_bwd(
+            bwd.value.call_wrapped, residuals, arg_tangents, out_avals, bwd.name
+        )
+    except BwdNotLinearError as e:
+        raise not_linear_error(bwd.name, e.__cause__) from e
+    return [instantiate(t) for t in tangents]
 
 
-custom_lin_p.def_impl(_custom_lin_impl)
+custom_lin_p.def_impl(_custom_lin_forward)
+mlir.register_lowering(custom_lin_p, mlir.lower_fun(_custom_lin_forward, multiple_results=True))
+
+
+def _custom_lin_batch(args, dims, **params):
+    outs = jax.vmap(lambda *a: _custom_lin_forward(*a, **params), in_axes=tuple(dims))(*args)
+    return outs, [0] * len(outs)
+
+
+batching.primitive_batchers[custom_lin_p] = _custom_lin_batch
 
 
 class _Opaque:
     """Holds a Python callable as an equation parameter: hashed and compared by identity."""
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "name")
 
-    def __init__(self, value):
+    def __init__(self, value, name=""):
         self.value = value
+        self.name = name  # the custom_vjp function's, for error messages
 
     def __hash__(self):
         return id(self.value)
@@ -148,12 +174,6 @@ class _Opaque:
 def _custom_vjp_call_jvp(
     primals, tangents, *, call_jaxpr, fwd_jaxpr_thunk, num_consts, bwd, out_trees, symbolic_zeros
 ):
-    if current_mode() == "forward":
-        raise TypeError(
-            "can't apply forward-mode autodiff (jvp, jacfwd, hessian) to a custom_vjp function: "
-            "it defines only a reverse-mode rule. Use transforms.grad / vjp / jacrev, or give "
-            "the function a jax.custom_jvp rule instead."
-        )
     args = primals[num_consts:]
     arg_tangents = tangents[num_consts:]
     perturbed = tuple(type(t) is not Zero for t in arg_tangents)
@@ -165,12 +185,24 @@ def _custom_vjp_call_jvp(
     res_iter = iter(res_out)
     residuals = [next(res_iter) if f is None else primals[f] for f in input_fwds]
     out_avals = tuple(tangent_aval(jax.typeof(o)) for o in outs)
+    name = function_name(call_jaxpr)
+    if current_mode() == "forward":
+        # No linear program to transpose later: the JVP is bwd transposed, emitted now; or,
+        # for a bwd that is not linear, the primal's own JVP (rules/custom_vjp_forward.py).
+        try:
+            tangents_out = tangents_by_transposing_bwd(
+                bwd.call_wrapped, residuals, list(arg_tangents), out_avals, name
+            )
+        except BwdNotLinearError:
+            jaxpr, consts = _closed(call_jaxpr)
+            return jvp_eval(jaxpr, consts, primals, tangents)
+        return outs, list(tangents_out)
     nz_tangents = [instantiate(t) for t in arg_tangents if type(t) is not Zero]
     tangents_out = custom_lin_p.bind(
         *residuals,
         *nz_tangents,
         num_res=len(residuals),
-        bwd=_Opaque(bwd),
+        bwd=_Opaque(bwd, name),
         out_avals=out_avals,
         symbolic_zeros=symbolic_zeros,
         in_zeros=tuple(not p for p in perturbed),
@@ -179,26 +211,26 @@ def _custom_vjp_call_jvp(
     return outs, list(tangents_out)
 
 
-def _is_symbolic_zero(x):
-    return x is None or type(x) is Zero or type(x).__name__ in ("Zero", "SymbolicZero")
-
-
 def _custom_lin_transpose(
     cts, *invals, num_res, bwd, out_avals, symbolic_zeros, in_zeros, num_consts
 ):
-    residuals = invals[:num_res]
+    # bwd indexes residuals with traced indices (odeint's does): they must be jax arrays, not
+    # the numpy arrays a jaxpr's literals evaluate to.
+    residuals = [jax.numpy.asarray(r) for r in invals[:num_res]]
     cts = [
         instantiate(c) if type(c) is not Zero else instantiate(Zero(a))
         for c, a in zip(cts, out_avals)
     ]
-    cts_in = list(bwd.value.call_wrapped(*residuals, *cts))
+    # The scope names the function in the errors of an outer derivative of bwd's operations.
+    with jax.named_scope(bwd_scope(bwd.name)):
+        cts_in = list(bwd.value.call_wrapped(*residuals, *cts))
     # bwd returns cotangents for the call's consts first (zeros), then for its arguments.
     cts_in = cts_in[len(cts_in) - len(in_zeros) :]
     result = [None] * num_res
     for ct, zero in zip(cts_in, in_zeros, strict=True):
         if zero:
             continue
-        result.append(None if _is_symbolic_zero(ct) else ct)
+        result.append(None if is_symbolic_zero(ct) else ct)
     return result
 
 

@@ -12,8 +12,8 @@ Each primitive carries inner jaxprs, so each needs all three stages:
   halves keep one signature.
 - Transpose: a linear `scan` transposes into a scan running the other way over the transposed
   body, the cotangents of loop-invariant inputs accumulated in the carry; a linear `cond`
-  transposes each branch. `while_loop` has no trip count to stack residuals against, so it has
-  no transpose: reverse mode through it raises an error that says how to bound the loop.
+  transposes each branch. A linear `while` transposes by recomputation from a bounded number
+  of snapshots (`rules/while_reverse.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from jax import lax
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal, Var, new_jaxpr_eqn
 from jax.extend.core import primitives as P
 
-from ..errors import MissingRuleError
 from ..interpreter import dce_eqns, eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
 from ..partial_eval import _debug_info, partial_eval_rules, split_jaxpr
@@ -71,6 +70,13 @@ def jvp_nonzeros(closed: ClosedJaxpr, nonzeros) -> list[bool]:
     t_avals = [tangent_aval(a) for a, nz in zip(in_avals, nonzeros, strict=True) if nz]
     jax.make_jaxpr(probe)(*map(_sds, in_avals), *map(_sds, t_avals))
     return box[-1]
+
+
+def loop_predicate(pred):
+    """A while loop's predicate as `lax.while_loop` takes it: JAX's batching of a loop whose
+    predicate depends on the batch leaves a `bool[batch]` condition, meaning "any" (its body
+    selects per example)."""
+    return lax.reduce_or(pred, tuple(range(pred.ndim))) if np.ndim(pred) else pred
 
 
 def _nonzeros(tangents, avals) -> list[bool]:
@@ -548,7 +554,7 @@ def _while_jvp(primals, tangents, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_
 
     def cond_fun(carry):
         c, _ = carry
-        return eval_jaxpr(cond_jaxpr.jaxpr, cond_jaxpr.consts, *cond_consts, *c)[0]
+        return loop_predicate(eval_jaxpr(cond_jaxpr.jaxpr, cond_jaxpr.consts, *cond_consts, *c)[0])
 
     def body_fun(carry):
         c, t_c = carry
@@ -567,8 +573,9 @@ def _while_jvp(primals, tangents, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_
 
 def _while_partial_eval(eqn, unknowns):
     # The primal loop runs in the known program; the whole loop (primal recomputed alongside the
-    # tangents) goes to the linear program, which can be evaluated forward (linearize, jvp) but
-    # has no transpose.
+    # tangents) goes to the linear program: evaluated forward by linearize, transposed by
+    # recomputing the primal from snapshots (rules/while_reverse.py), so nothing is stored per
+    # step.
     p = eqn.params
     cond, body, n_cc, n_bc = p["cond_jaxpr"], p["body_jaxpr"], p["cond_nconsts"], p["body_nconsts"]
     cc_u, bc_u, carry_u = _split3(list(unknowns), n_cc, n_bc)
@@ -620,24 +627,5 @@ def _while_partial_eval(eqn, unknowns):
     return [known_eqn], [unknown_eqn], carry_u
 
 
-class WhileReverseModeError(MissingRuleError, ValueError):
-    """Reverse mode reached a `while_loop`: a NotImplementedError (no transpose rule) and, as in
-    JAX, a ValueError."""
-
-
-def _while_transpose(cts, *invals, **params):
-    raise WhileReverseModeError(
-        "while",
-        "reverse",
-        " Reverse-mode differentiation does not work through lax.while_loop (nor fori_loop "
-        "with a trip count known only at run time): a while loop has no static number of steps "
-        "to store the values its backward pass needs. Bound the loop instead: use "
-        "jax.lax.fori_loop with Python-int lower/upper bounds, or jax.lax.scan with a fixed "
-        "length (e.g. a maximum step count, masking the steps after convergence). Forward mode "
-        "(transforms.jvp, jacfwd, linearize) works through while_loop as it is.",
-    )
-
-
 jvp_rules[P.while_p] = _while_jvp
 partial_eval_rules[P.while_p] = _while_partial_eval
-transpose_rules[P.while_p] = _while_transpose
