@@ -11,7 +11,6 @@ import sys
 import types
 import warnings
 
-from . import errors as _errors
 from .converter import ConversionError, convert
 from .runtime import set_loop_options
 
@@ -61,9 +60,6 @@ def convert_for_tf_function(fun):
             stacklevel=3,
         )
         return fun
-
-
-_errors.install()
 
 
 class _CallableModule(types.ModuleType):

@@ -16,7 +16,6 @@ Variable object) must be the same object at the end of each branch or iteration.
 from __future__ import annotations
 
 import builtins
-import re
 
 import jax
 import jax.numpy as jnp
@@ -712,14 +711,13 @@ def _traced_loop(test, body, get_state, set_state, names, live, limit, where, ha
     _no_tape(kind, where)
     st = _State(get_state, set_state, names, live)
     carry = _Carry(st, where, "loop")
-    marker = _loop_marker(kind, where)
 
     def attempt():
         init = carry.start(st.get(), body)
 
         def pred(values):
             st.set(carry.rebuild(values))
-            return marker(_predicate(test(), f"the `{kind}` loop at {where}"))
+            return _predicate(test(), f"the `{kind}` loop at {where}")
 
         def step(values):
             st.set(carry.rebuild(values))
@@ -918,27 +916,6 @@ class _Carry:
                     new = lax.convert_element_type(new, before.dtype)
                 out.append(new)
         return out
-
-
-_MARKERS: dict = {}
-
-
-def _loop_marker(kind, where):
-    """An identity on the loop's predicate, staged as a `jit` named after the loop, so that an
-    error about the loop met later (reverse mode) can say which converted loop it is."""
-    name = "autograph_" + kind + "_loop_at_" + re.sub(r"\W", "_", where)
-    fn = _MARKERS.get(name)
-    if fn is None:
-
-        def ident(p):
-            return lax.ne(p, False)
-
-        ident.__name__ = ident.__qualname__ = name
-        fn = _MARKERS[name] = jax.jit(ident)
-        from .errors import _MARKED
-
-        _MARKED[name] = where
-    return fn
 
 
 # --------------------------------------------------------------------------------------------------
