@@ -22,6 +22,21 @@ from .zeros import Zero, add_tangents, instantiate, tangent_aval
 
 jvp_rules: dict[Primitive, Callable] = {}
 
+# Asked in turn for a rule when `jvp_rules` has none: `rules/foreign.py` answers for primitives
+# that JAX does not define, with the rules their authors registered.
+jvp_rule_sources: list[Callable[[Primitive], Callable | None]] = []
+
+
+def jvp_rule(prim: Primitive) -> Callable | None:
+    """The JVP rule for `prim`: ours, else one a source finds (a foreign primitive's), else None."""
+    rule = jvp_rules.get(prim)
+    if rule is None:
+        for source in jvp_rule_sources:
+            rule = source(prim)
+            if rule is not None:
+                break
+    return rule
+
 
 def _no_rule(prim, mode: str):
     return MissingRuleError(prim.name, mode)
@@ -64,7 +79,7 @@ def _jvp_step(eqn, invals):
     if all(type(t) is Zero for t in tangents):
         outs = bind(eqn, primals)
         return [(o, Zero(tangent_aval(v.aval))) for o, v in zip(outs, eqn.outvars, strict=True)]
-    rule = jvp_rules.get(eqn.primitive)
+    rule = jvp_rule(eqn.primitive)
     if rule is None:
         raise _no_rule(eqn.primitive, _mode.get())
     out, out_dot = rule(primals, tangents, **eqn.params)
