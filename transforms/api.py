@@ -104,6 +104,8 @@ def _describe(x):
 
 def _dtype_name(dt) -> str:
     # np.dtype(float0).name is 'void'; say what JAX calls it.
+    if dtypes.issubdtype(dt, dtypes.extended):
+        return str(dt)
     dt = np.dtype(dt)
     return "float0" if dt == dtypes.float0 else dt.name
 
@@ -160,7 +162,9 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
 
 
 def _dtype(x):
-    return np.dtype(x.dtype) if hasattr(x, "dtype") else jax.typeof(x).dtype
+    dt = x.dtype if hasattr(x, "dtype") else jax.typeof(x).dtype
+    # A typed PRNG key's dtype (key<fry>) is JAX's, not NumPy's.
+    return dt if dtypes.issubdtype(dt, dtypes.extended) else np.dtype(dt)
 
 
 def _check_input_dtype_grad(api_name, holomorphic, allow_int, x):
