@@ -187,10 +187,15 @@ def _custom_lin_transpose(
     cts, *invals, num_res, bwd, out_avals, symbolic_zeros, in_zeros, num_consts
 ):
     residuals = invals[:num_res]
-    cts = [
-        instantiate(c) if type(c) is not Zero else instantiate(Zero(a))
-        for c, a in zip(cts, out_avals)
-    ]
+    if symbolic_zeros:
+        # A rule defined with `symbolic_zeros=True` is told which cotangents are zero, as JAX
+        # tells it: a `SymbolicZero` in their place (Equinox's filter_custom_vjp sees None).
+        cts = [
+            jax.custom_derivatives.SymbolicZero(a) if type(c) is Zero else c
+            for c, a in zip(cts, out_avals, strict=True)
+        ]
+    else:
+        cts = [instantiate(Zero(a)) if type(c) is Zero else c for c, a in zip(cts, out_avals)]
     cts_in = list(bwd.value.call_wrapped(*residuals, *cts))
     # bwd returns cotangents for the call's consts first (zeros), then for its arguments.
     cts_in = cts_in[len(cts_in) - len(in_zeros) :]
