@@ -94,3 +94,51 @@ def test_custom_vjp_with_symbolic_zeros_is_told_which_cotangents_are_zero():
     expected = jax.grad(loss, argnums=(0, 1))(x, y)
     assert_tree_allclose(transforms.grad(loss, argnums=(0, 1))(x, y), expected)
     assert seen[0] == seen[1] == ("ArrayImpl", "SymbolicZero", "SymbolicZero")
+
+
+def test_float0_tangent_from_a_custom_rule_counts_as_zero():
+    # Equinox's rules hand back float0 zeros for integer outputs (diffrax's step counts); an
+    # integer-only primitive after them, with no derivative rule at all, must not be asked for one.
+    from jax.extend.core import Primitive
+    from jax.interpreters import mlir
+
+    double_int_p = Primitive("test_double_int")
+    double_int_p.def_impl(lambda i: i * 2)
+    double_int_p.def_abstract_eval(lambda i: jax.core.ShapedArray(i.shape, i.dtype))
+    mlir.register_lowering(double_int_p, mlir.lower_fun(lambda i: i * 2, multiple_results=False))
+
+    @jax.custom_jvp
+    def with_count(x):
+        return jnp.sin(x), jnp.int32(3)
+
+    with_count.defjvp(
+        lambda p, t: (with_count(*p), (jnp.cos(p[0]) * t[0], np.zeros((), jax.dtypes.float0)))
+    )
+
+    def f(x):
+        y, n = with_count(x)
+        return y * double_int_p.bind(n)
+
+    x = jnp.float64(0.4)
+    assert_tree_allclose(transforms.jvp(f, (x,), (1.0,)), jax.jvp(f, (x,), (1.0,)))
+    assert_tree_allclose(transforms.grad(f)(x), jax.grad(f)(x))
+
+
+def test_custom_jvp_function_applied_to_tangents_is_transposed():
+    # lineax's linear_solve JVP applies custom_jvp functions to tangents: in the linear program
+    # they are linear, and reverse mode transposes their bodies.
+    @jax.custom_jvp
+    def twice(t):
+        return 2.0 * t
+
+    twice.defjvp(lambda p, t: (twice(*p), twice(*t)))
+
+    @jax.custom_jvp
+    def g(x):
+        return jnp.sin(x)
+
+    g.defjvp(lambda p, t: (g(*p), twice(t[0]) * jnp.cos(p[0]) / 2.0))
+
+    f = lambda x: jnp.sum(g(x) * x)  # noqa: E731
+    assert_tree_allclose(transforms.grad(f)(X[0]), jax.grad(f)(X[0]))
+    assert_tree_allclose(transforms.hessian(f)(X[0]), jax.hessian(f)(X[0]))

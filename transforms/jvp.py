@@ -13,6 +13,7 @@ import contextvars
 from collections.abc import Callable, Sequence
 
 import jax
+from jax import dtypes
 from jax.extend.core import Jaxpr, Primitive
 
 from . import debug as _debug
@@ -75,7 +76,7 @@ def jvp_step(eqn, invals):
 
 def _jvp_step(eqn, invals):
     primals = [p for p, _ in invals]
-    tangents = [t for _, t in invals]
+    tangents = [_float0_as_zero(t) for _, t in invals]
     if all(type(t) is Zero for t in tangents):
         outs = bind(eqn, primals)
         return [(o, Zero(tangent_aval(v.aval))) for o, v in zip(outs, eqn.outvars, strict=True)]
@@ -86,6 +87,14 @@ def _jvp_step(eqn, invals):
     if not eqn.primitive.multiple_results:
         return [(out, out_dot)]
     return list(zip(out, out_dot, strict=True))
+
+
+def _float0_as_zero(t):
+    # A float0 tangent (an integer's, instantiated by a loop carry) carries nothing: as a
+    # symbolic zero, an integer-only primitive after it needs no rule, as in JAX.
+    if type(t) is not Zero and getattr(t, "dtype", None) == dtypes.float0:
+        return Zero(jax.typeof(t))
+    return t
 
 
 def _literal_pair(lit):

@@ -107,6 +107,9 @@ def _custom_jvp_call_jvp(
 
 
 jvp_rules[P.custom_jvp_call_p] = _custom_jvp_call_jvp
+# A custom_jvp function inside a linear program is applied to tangents (lineax's linear_solve
+# JVP does this), so it is linear there: transpose its primal body, as JAX does.
+transpose_rules[P.custom_jvp_call_p] = _call_transpose("call_jaxpr")
 
 
 # --- custom_vjp: the user's fwd runs in the primal program, bwd in the transposed one ------------
