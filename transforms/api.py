@@ -75,6 +75,7 @@ def _trace(fun, args, has_aux: bool, api_name: str):
     """
     flat, in_tree = _flatten_args(args)
     if has_aux:
+        aux_box = []
 
         def fun_aux(*a):
             res = fun(*a)
@@ -84,11 +85,14 @@ def _trace(fun, args, has_aux: bool, api_name: str):
                     f"(output, auxiliary_data), but it returned {_describe(res)}. Return "
                     "`(output, aux)`, or drop has_aux=True."
                 )
-            return tuple(res)
+            aux = _Aux(res[1])
+            aux_box.append(aux)
+            return res[0], aux.traced
 
         fun_aux._transforms_calls = (fun, None)
         closed, tree = concrete.trace_flat(fun_aux, in_tree, flat)
-        out_tree, aux_tree = tree.children()
+        out_tree = tree.children()[0]
+        aux_tree = aux_box[-1]
     else:
         closed, out_tree = concrete.trace_flat(fun, in_tree, flat)
         aux_tree = None
@@ -105,8 +109,31 @@ def _describe(x):
 
 def _dtype_name(dt) -> str:
     # np.dtype(float0).name is 'void'; say what JAX calls it.
+    if dtypes.issubdtype(dt, dtypes.extended):
+        return str(dt)
     dt = np.dtype(dt)
     return "float0" if dt == dtypes.float0 else dt.name
+
+
+class _Aux:
+    """The aux of a `has_aux` function: values the trace computed, and the rest, untouched.
+
+    As with JAX, a leaf that does not depend on the traced arguments (a string, an `object()`,
+    a Python number, a constant array) is handed back as it was returned; only traced leaves
+    become outputs of the program.
+    """
+
+    def __init__(self, aux):
+        self.leaves, self.tree = tree_util.tree_flatten(aux)
+        self.is_traced = [isinstance(x, jax.core.Tracer) for x in self.leaves]
+        self.traced = [x for x, t in zip(self.leaves, self.is_traced, strict=True) if t]
+
+    def unflatten(self, traced_values):
+        values = iter(traced_values)
+        leaves = [
+            next(values) if t else x for x, t in zip(self.leaves, self.is_traced, strict=True)
+        ]
+        return tree_util.tree_unflatten(self.tree, leaves)
 
 
 def _split_aux(flat_outs, out_tree, aux_tree):
@@ -114,7 +141,7 @@ def _split_aux(flat_outs, out_tree, aux_tree):
     out = tree_util.tree_unflatten(out_tree, flat_outs[:n])
     if aux_tree is None:
         return out, None
-    return out, tree_util.tree_unflatten(aux_tree, flat_outs[n:])
+    return out, aux_tree.unflatten(flat_outs[n:])
 
 
 def _norm_argnums(argnums, api_name):
@@ -162,7 +189,9 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
 
 
 def _dtype(x):
-    return np.dtype(x.dtype) if hasattr(x, "dtype") else jax.typeof(x).dtype
+    dt = x.dtype if hasattr(x, "dtype") else jax.typeof(x).dtype
+    # A typed PRNG key's dtype (key<fry>) is JAX's, not NumPy's.
+    return dt if dtypes.issubdtype(dt, dtypes.extended) else np.dtype(dt)
 
 
 def _check_input_dtype_grad(api_name, holomorphic, allow_int, x):
@@ -310,7 +339,7 @@ def jvp(fun: Callable, primals, tangents, has_aux: bool = False):
     out = tree_util.tree_unflatten(out_tree, outs[:n])
     out_dot = tree_util.tree_unflatten(out_tree, [instantiate(t) for t in outs_dot[:n]])
     if has_aux:
-        return out, out_dot, tree_util.tree_unflatten(aux_tree, outs[n:])
+        return out, out_dot, aux_tree.unflatten(outs[n:])
     return out, out_dot
 
 
@@ -351,7 +380,7 @@ def linearize(fun: Callable, *primals, has_aux: bool = False):
 
     out = tree_util.tree_unflatten(out_tree, outs[:n])
     if has_aux:
-        return out, f_jvp, tree_util.tree_unflatten(aux_tree, outs[n:])
+        return out, f_jvp, aux_tree.unflatten(outs[n:])
     return out, f_jvp
 
 
@@ -416,7 +445,7 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
 
     out = tree_util.tree_unflatten(out_tree, outs[:n])
     if has_aux:
-        return out, vjp_fn, tree_util.tree_unflatten(aux_tree, outs[n:])
+        return out, vjp_fn, aux_tree.unflatten(outs[n:])
     return out, vjp_fn
 
 
@@ -479,7 +508,7 @@ def value_and_grad(
             g = g[0]
         value = outs[0]
         if has_aux:
-            return (value, tree_util.tree_unflatten(aux_tree, outs[1:])), g
+            return (value, aux_tree.unflatten(outs[1:])), g
         return value, g
 
     return value_and_grad_f

@@ -124,6 +124,8 @@ _INLINED = {P.jit_p: "jaxpr", P.closed_call_p: "call_jaxpr"}
 
 
 def _bad(x, kind):
+    if jax.dtypes.issubdtype(getattr(x, "dtype", np.float64), jax.dtypes.extended):
+        return False  # a PRNG key: no NaNs to find, and NumPy cannot hold it
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.inexact):
         return False

@@ -13,6 +13,7 @@ import contextvars
 from collections.abc import Callable, Sequence
 
 import jax
+from jax import dtypes
 from jax.extend.core import Jaxpr, Primitive
 
 from . import debug as _debug
@@ -21,6 +22,21 @@ from .interpreter import bind, interpret
 from .zeros import Zero, add_tangents, instantiate, tangent_aval
 
 jvp_rules: dict[Primitive, Callable] = {}
+
+# Asked in turn for a rule when `jvp_rules` has none: `rules/foreign.py` answers for primitives
+# that JAX does not define, with the rules their authors registered.
+jvp_rule_sources: list[Callable[[Primitive], Callable | None]] = []
+
+
+def jvp_rule(prim: Primitive) -> Callable | None:
+    """The JVP rule for `prim`: ours, else one a source finds (a foreign primitive's), else None."""
+    rule = jvp_rules.get(prim)
+    if rule is None:
+        for source in jvp_rule_sources:
+            rule = source(prim)
+            if rule is not None:
+                break
+    return rule
 
 
 def _no_rule(prim, mode: str, detail: str = ""):
@@ -60,11 +76,11 @@ def jvp_step(eqn, invals):
 
 def _jvp_step(eqn, invals):
     primals = [p for p, _ in invals]
-    tangents = [t for _, t in invals]
+    tangents = [_float0_as_zero(t) for _, t in invals]
     if all(type(t) is Zero for t in tangents):
         outs = bind(eqn, primals)
         return [(o, Zero(tangent_aval(v.aval))) for o, v in zip(outs, eqn.outvars, strict=True)]
-    rule = jvp_rules.get(eqn.primitive)
+    rule = jvp_rule(eqn.primitive)
     if rule is None:
         from .rules.custom_vjp_forward import inside_bwd  # rules import this module
 
@@ -73,6 +89,14 @@ def _jvp_step(eqn, invals):
     if not eqn.primitive.multiple_results:
         return [(out, out_dot)]
     return list(zip(out, out_dot, strict=True))
+
+
+def _float0_as_zero(t):
+    # A float0 tangent (an integer's, instantiated by a loop carry) carries nothing: as a
+    # symbolic zero, an integer-only primitive after it needs no rule, as in JAX.
+    if type(t) is not Zero and getattr(t, "dtype", None) == dtypes.float0:
+        return Zero(jax.typeof(t))
+    return t
 
 
 def _literal_pair(lit):

@@ -16,10 +16,24 @@ from jax.extend.core import Jaxpr, Literal, Primitive
 from . import debug as _debug
 from .errors import MissingRuleError
 from .interpreter import bind
-from .jvp import _no_rule, jvp_rules, linear_jvp
+from .jvp import _no_rule, jvp_rule, jvp_rules, linear_jvp
 from .zeros import Zero, add_tangents, tangent_aval
 
 transpose_rules: dict[Primitive, Callable] = {}
+
+# Asked in turn when `transpose_rules` has no rule (see `jvp.jvp_rule_sources`).
+transpose_rule_sources: list[Callable[[Primitive], Callable | None]] = []
+
+
+def transpose_rule(prim: Primitive) -> Callable | None:
+    """The transpose rule for `prim`: ours, else one a source finds, else None."""
+    rule = transpose_rules.get(prim)
+    if rule is None:
+        for source in transpose_rule_sources:
+            rule = source(prim)
+            if rule is not None:
+                break
+    return rule
 
 
 class UndefPrimal:
@@ -101,9 +115,9 @@ def backward_pass(
             else _read_primal(primal_env, v)
             for v in eqn.invars
         ]
-        rule = transpose_rules.get(eqn.primitive)
+        rule = transpose_rule(eqn.primitive)
         if rule is None:
-            if eqn.primitive in jvp_rules:
+            if jvp_rule(eqn.primitive) is not None:
                 raise MissingRuleError(
                     eqn.primitive.name,
                     "reverse",

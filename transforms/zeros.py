@@ -34,6 +34,11 @@ def tangent_dtype(dtype):
     return dtypes.float0
 
 
+def is_differentiable(aval) -> bool:
+    """Whether values of `aval` have a tangent space: floats and complex; not ints, bools, keys."""
+    return tangent_dtype(aval.dtype) != dtypes.float0
+
+
 def tangent_aval(aval):
     """The abstract value of a tangent of a value with abstract value `aval`."""
     dtype = tangent_dtype(aval.dtype)

@@ -116,6 +116,9 @@ def _custom_jvp_call_jvp(
 
 
 jvp_rules[P.custom_jvp_call_p] = _custom_jvp_call_jvp
+# A custom_jvp function inside a linear program is applied to tangents (lineax's linear_solve
+# JVP does this), so it is linear there: transpose its primal body, as JAX does.
+transpose_rules[P.custom_jvp_call_p] = _call_transpose("call_jaxpr")
 
 
 # --- custom_vjp: the user's fwd runs in the primal program, bwd in the transposed one ------------
@@ -217,10 +220,15 @@ def _custom_lin_transpose(
     # bwd indexes residuals with traced indices (odeint's does): they must be jax arrays, not
     # the numpy arrays a jaxpr's literals evaluate to.
     residuals = [jax.numpy.asarray(r) for r in invals[:num_res]]
-    cts = [
-        instantiate(c) if type(c) is not Zero else instantiate(Zero(a))
-        for c, a in zip(cts, out_avals)
-    ]
+    if symbolic_zeros:
+        # A rule defined with `symbolic_zeros=True` is told which cotangents are zero, as JAX
+        # tells it: a `SymbolicZero` in their place (Equinox's filter_custom_vjp sees None).
+        cts = [
+            jax.custom_derivatives.SymbolicZero(a) if type(c) is Zero else c
+            for c, a in zip(cts, out_avals, strict=True)
+        ]
+    else:
+        cts = [instantiate(Zero(a)) if type(c) is Zero else c for c, a in zip(cts, out_avals)]
     # The scope names the function in the errors of an outer derivative of bwd's operations.
     with jax.named_scope(bwd_scope(bwd.name)):
         cts_in = list(bwd.value.call_wrapped(*residuals, *cts))

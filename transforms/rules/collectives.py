@@ -95,10 +95,25 @@ deflinear(P.sharding_constraint_p, _single(lambda ct, **p: P.sharding_constraint
 # hands each device the (invariant) cotangent, typed as varying again: that is `pvary`.
 deflinear(psum_invariant_p, _single(lambda ct, *, axes, **_: lax.pcast(ct, axes, to="varying")))
 deflinear(pvary_p, _single(lambda ct, *, axes: lax.psum(ct, axes)))
+
+
 # Without check_vma every value counts as varying: the transpose of a sum over devices is a sum
 # over devices, with the cotangent of a replicated output split between its copies (see the
 # shard_map transpose below).
-deflinear(P.psum_p, _single(lambda ct, **params: P.psum_p.bind(ct, **params)))
+# Under `vmap` a psum over the mapped axis names a positional axis (an int) and drops it, like
+# `reduce_sum`: its transpose broadcasts the cotangent back along those axes.
+def _psum_transpose(ct, x, *, axes, **params):
+    if not _nonzero(ct):
+        return [None]
+    positional = tuple(a for a in axes if isinstance(a, int))
+    named = tuple(a for a in axes if not isinstance(a, int))
+    if positional:
+        kept = tuple(d for d in range(len(x.aval.shape)) if d not in positional)
+        ct = lax.broadcast_in_dim(ct, x.aval.shape, kept)
+    return [P.psum_p.bind(ct, axes=named, **params) if named else ct]
+
+
+deflinear(P.psum_p, _psum_transpose)
 
 
 def _all_gather_transpose(

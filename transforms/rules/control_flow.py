@@ -28,13 +28,13 @@ from ..interpreter import dce_eqns, eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
 from ..partial_eval import _debug_info, partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
-from ..zeros import Zero, instantiate, tangent_aval
+from ..zeros import Zero, instantiate, is_differentiable, tangent_aval
 
 # --- helpers --------------------------------------------------------------------------------------
 
 
 def _differentiable(aval) -> bool:
-    return np.issubdtype(aval.dtype, np.inexact)
+    return is_differentiable(aval)
 
 
 def _sds(aval):

@@ -1,0 +1,316 @@
+"""Real JAX libraries on our engine: Equinox, diffrax, optimistix, lineax, Flax NNX, numpyro.
+
+Each case runs twice, once with JAX's autodiff and once with JAX's entry points routed to ours
+(`routing.routed`, as a user switching over would: the libraries call `jax.grad` & co.
+themselves), and the results must agree (float64). Problems are tiny, to keep compile time low.
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import equinox.internal as eqxi
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpyro
+import numpyro.distributions as dist
+import optax
+import optimistix as optx
+import pytest
+from flax import nnx
+from helpers import assert_tree_allclose
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, TraceMeanField_ELBO, autoguide
+from routing import routed
+
+import transforms
+
+
+def same_with_our_engine(case, **tols):
+    """`case()` with JAX's autodiff, then routed to ours: the results must agree."""
+    expected = case()
+    with routed():
+        actual = case()
+    assert_tree_allclose(actual, expected, **tols)
+    return actual
+
+
+# --- Equinox ----------------------------------------------------------------------------------
+
+X3 = jnp.array([0.3, -0.8, 0.5])
+
+
+def _mlp():
+    return eqx.nn.MLP(3, 2, 4, 2, key=jax.random.key(0), dtype=jnp.float64)
+
+
+def test_equinox_filter_grad_and_filter_vjp_with_aux():
+    def loss(model, x):
+        return jnp.sum(model(x) ** 2), ("a label", model(x))
+
+    def case():
+        (grads, aux) = eqx.filter_grad(loss, has_aux=True)(_mlp(), X3)
+        out, pullback, aux2 = eqx.filter_vjp(lambda m: loss(m, X3), _mlp(), has_aux=True)
+        assert aux[0] == aux2[0] == "a label"
+        return eqx.filter(grads, eqx.is_array), aux[1], pullback(jnp.float64(1.0))
+
+    same_with_our_engine(case)
+
+
+def test_equinox_custom_rules_and_symbolic_zeros():
+    @eqx.filter_custom_vjp
+    def f(x__y, *, foo):
+        x, y = x__y
+        return x * y + foo, x, y
+
+    @f.def_fwd
+    def f_fwd(perturbed, x__y, *, foo):
+        return f(x__y, foo=foo), None
+
+    unused = []
+
+    @f.def_bwd
+    def f_bwd(res, ct, perturbed, x__y, *, foo):
+        unused.append(tuple(c is None for c in ct))  # symbolic zeros reach the rule as None
+        ct_out, ct_x, ct_y = (0.0 if c is None else c for c in ct)
+        x, y = x__y
+        return ct_out * y + ct_x, ct_out * x + ct_y
+
+    @eqx.filter_custom_jvp
+    def g(x, y):
+        return jnp.sin(x) * y
+
+    @g.def_jvp
+    def g_jvp(primals, tangents):
+        (x, y), (tx, ty) = primals, tangents
+        assert ty is None
+        return g(x, y), jnp.cos(x) * y * tx
+
+    def case():
+        unused.clear()
+        run = lambda x, y: jnp.sum(f((x, y), foo=2.0)[0] + f((x, y), foo=1.0)[2])  # noqa: E731
+        grads = jax.grad(run, argnums=(0, 1))(X3, X3 * 2)
+        assert sorted(unused) == [(False, True, True), (True, True, False)]
+        return (
+            grads,
+            jax.jvp(lambda x: g(x, X3), (X3,), (X3,)),
+        )
+
+    same_with_our_engine(case)
+
+
+def test_equinox_batch_norm_and_state():
+    bn, state = eqx.nn.make_with_state(eqx.nn.BatchNorm)(3, "batch", mode="ema")
+    xs = jnp.array([[0.3, -1.2, 0.5], [1.1, 0.4, -0.7], [0.2, 0.9, 1.4]])
+
+    def loss(x, state):
+        out, state = jax.vmap(bn, axis_name="batch", in_axes=(0, None), out_axes=(0, None))(
+            x, state
+        )
+        return jnp.sum(out * jnp.arange(3.0)), state
+
+    def case():
+        g, new_state = jax.grad(loss, has_aux=True)(xs, state)
+        return g, new_state.get(bn.ema_state_index)
+
+    same_with_our_engine(case)
+
+
+def _while(kind):
+    def f(x):
+        def body(carry):
+            i, y = carry
+            return i + 1, jnp.sin(y) * x
+
+        return eqxi.while_loop(lambda c: c[0] < 4, body, (0, x), max_steps=6, kind=kind)[1]
+
+    return f
+
+
+@pytest.mark.parametrize("kind", ["checkpointed", "bounded"])
+def test_equinox_while_loops(kind):
+    f, x = _while(kind), jnp.float64(0.7)
+
+    def case():
+        out = [jax.grad(lambda x: jnp.sum(f(x)))(x)]
+        if kind == "bounded":  # Equinox's checkpointed loop is a custom_vjp: reverse mode only
+            out.append(jax.jvp(f, (x,), (1.0,)))
+        return out
+
+    same_with_our_engine(case)
+
+
+# --- diffrax, optimistix, lineax --------------------------------------------------------------
+
+
+def _ode_loss(adjoint, solver=None):
+    def loss(y0, rate):
+        term = diffrax.ODETerm(lambda t, y, rate: -rate * y + jnp.sin(t))
+        sol = diffrax.diffeqsolve(
+            term, solver or diffrax.Tsit5(), 0.0, 1.0, 0.25, y0, args=rate, adjoint=adjoint,
+            saveat=diffrax.SaveAt(t1=True), max_steps=8,
+        )  # fmt: skip
+        return jnp.sum(sol.ys**2)
+
+    return loss
+
+
+Y0 = jnp.array([1.0, -0.5])
+
+
+@pytest.mark.parametrize(
+    "adjoint",
+    [diffrax.RecursiveCheckpointAdjoint(), diffrax.BacksolveAdjoint(), diffrax.DirectAdjoint()],
+    ids=["RecursiveCheckpoint", "Backsolve", "Direct"],
+)
+def test_diffrax_gradients(adjoint):
+    loss = _ode_loss(adjoint)
+    # A strong rate: through BacksolveAdjoint's custom_vjp the cotangent of a weakly typed Python
+    # float comes back weak where JAX's is strong (values equal; a known gap).
+    rate = jnp.float64(0.5)
+    expected = jax.grad(loss, argnums=(0, 1))(Y0, rate)
+    assert_tree_allclose(transforms.grad(loss, argnums=(0, 1))(Y0, rate), expected)
+
+
+def test_diffrax_forward_mode_jvp():
+    loss = _ode_loss(diffrax.ForwardMode())
+    args, tangents = (Y0, 0.5), (jnp.ones(2), 0.1)
+    assert_tree_allclose(transforms.jvp(loss, args, tangents), jax.jvp(loss, args, tangents))
+
+
+def test_optimistix_root_find_gradient_through_the_implicit_function_theorem():
+    def root(a):
+        solver = optx.Newton(rtol=1e-12, atol=1e-12)
+        return jnp.sum(optx.root_find(lambda y, a: y**3 - a, solver, jnp.ones(2), args=a).value)
+
+    a = jnp.array([2.0, 3.0])
+    assert_tree_allclose(transforms.grad(root)(a), jax.grad(root)(a))
+
+
+def test_lineax_linear_solve_both_modes():
+    def solve(matrix, b):
+        return lx.linear_solve(lx.MatrixLinearOperator(matrix), b).value
+
+    matrix, b = jnp.array([[3.0, 1.0], [0.5, 2.0]]), jnp.array([1.0, 2.0])
+    for ours, theirs in [(transforms.jacfwd, jax.jacfwd), (transforms.jacrev, jax.jacrev)]:
+        expected = theirs(solve, argnums=(0, 1))(matrix, b)
+        assert_tree_allclose(ours(solve, argnums=(0, 1))(matrix, b), expected)
+
+
+# --- Flax NNX ---------------------------------------------------------------------------------
+
+XS = jnp.arange(6.0).reshape(2, 3) / 7
+
+
+def _linear():
+    return nnx.Linear(3, 2, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
+
+
+def test_nnx_grad_value_and_grad_diffstate_remat():
+    class Scaled(nnx.Module):
+        def __init__(self):
+            self.a = nnx.Param(jnp.array([1.0, 2.0, 0.5]))
+            self.scale = nnx.BatchStat(jnp.array(0.5))
+
+        def __call__(self, x):
+            return jnp.sum(self.a * x) * self.scale
+
+    def case():
+        loss = lambda m, x: jnp.sum(m(x) ** 2)  # noqa: E731
+        with_aux = lambda m, x: (loss(m, x), {"n": 2.0, "y": m(x)})  # noqa: E731
+        (value, aux), g_aux = nnx.value_and_grad(with_aux, has_aux=True)(_linear(), XS)
+        return (
+            nnx.state(nnx.grad(loss)(_linear(), XS)),
+            value,
+            aux,
+            nnx.state(g_aux),
+            nnx.state(nnx.grad(nnx.remat(loss))(_linear(), XS)),
+            nnx.state(nnx.grad(lambda m, x: m(x), argnums=nnx.DiffState(0, nnx.BatchStat))(
+                Scaled(), XS[1]
+            )),
+        )  # fmt: skip
+
+    same_with_our_engine(case)
+
+
+def test_nnx_custom_vjp_and_optimizer():
+    class Pair(nnx.Module):
+        def __init__(self):
+            self.x, self.y = nnx.Param(jnp.array(1.0)), nnx.Param(jnp.array(2.0))
+
+    @nnx.custom_vjp
+    def f(m: Pair):
+        return jnp.sin(m.x) * m.y
+
+    def f_fwd(m: Pair):
+        return f(m), (jnp.cos(m.x), jnp.sin(m.x), m)
+
+    def f_bwd(res, g):
+        _, out_g = g
+        cos_x, sin_x, m = res
+        return (nnx.State({"x": cos_x * out_g * m.y, "y": sin_x * out_g}),)
+
+    f.defvjp(f_fwd, f_bwd)
+
+    def case():
+        model = _linear()
+        optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+
+        @nnx.jit
+        def step(model, optimizer):
+            loss, grads = nnx.value_and_grad(lambda m: jnp.sum(m(XS) ** 2))(model)
+            optimizer.update(model, grads)
+            return loss
+
+        losses = [step(model, optimizer) for _ in range(3)]
+        return nnx.state(nnx.grad(f)(Pair())), losses, nnx.state(model)
+
+    same_with_our_engine(case)
+
+
+# --- numpyro ----------------------------------------------------------------------------------
+
+
+def _regression(x, y=None):
+    w = numpyro.sample("w", dist.Normal(0.0, 1.0))
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    with numpyro.plate("data", x.shape[0], subsample_size=4):
+        xb = numpyro.subsample(x, event_dim=0)
+        yb = numpyro.subsample(y, event_dim=0) if y is not None else None
+        numpyro.sample("y", dist.Normal(w * xb + b, sigma), obs=yb)
+
+
+XN = jnp.linspace(-1.0, 1.0, 8)
+YN = 0.7 * XN - 0.2 + 0.05 * jnp.sin(7 * XN)
+
+
+@pytest.mark.parametrize(
+    "guide, elbo",
+    [
+        (autoguide.AutoNormal, Trace_ELBO),
+        (autoguide.AutoDelta, Trace_ELBO),
+        (autoguide.AutoMultivariateNormal, TraceMeanField_ELBO),
+    ],
+    ids=["AutoNormal", "AutoDelta", "AutoMultivariateNormal"],
+)
+def test_numpyro_svi_same_losses(guide, elbo):
+    def case():
+        svi = SVI(_regression, guide(_regression), numpyro.optim.Adam(0.05), elbo())
+        result = svi.run(jax.random.key(0), 5, XN, YN, progress_bar=False)
+        return result.losses, result.params
+
+    same_with_our_engine(case)
+
+
+def test_numpyro_nuts_same_samples():
+    def model(x, y):
+        w = numpyro.sample("w", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(w * x, 0.3), obs=y)
+
+    def case():
+        mcmc = MCMC(NUTS(model), num_warmup=10, num_samples=10, progress_bar=False)
+        mcmc.run(jax.random.key(1), XN, YN)
+        return mcmc.get_samples()
+
+    same_with_our_engine(case)
