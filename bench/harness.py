@@ -75,13 +75,16 @@ def _round_order(names: list[str], r: int) -> list[str]:
 def time_case(case: Case, budget_s: float = 2.0, min_reps: int = 5, max_reps: int = 41) -> Result:
     """Median wall time of each implementation, runs interleaved in a rotating order.
 
-    One untimed warm-up call each (compilation, caches), then as many rounds as fit in
-    `budget_s` (between `min_reps` and `max_reps`).
+    Two untimed warm-up calls each (compilation, caches; tiered programs compiled), then as
+    many rounds as fit in `budget_s` (between `min_reps` and `max_reps`).
     """
     names = list(case.impls)
     first = {}
     for name in names:
         _block(case.impls[name]())  # warm-up: compile, fill caches
+        _block(case.impls[name]())  # a second call hands tiered programs to the compiler
+    _wait_for_compilations()
+    for name in names:
         time.sleep(PAUSE_S)
         t0 = time.perf_counter()
         _block(case.impls[name]())
@@ -99,6 +102,14 @@ def time_case(case: Case, budget_s: float = 2.0, min_reps: int = 5, max_reps: in
             _block(thunk())
             samples[name].append(time.perf_counter() - t0)
     return Result(case, {n: statistics.median(s) for n, s in samples.items()}, reps, samples)
+
+
+def _wait_for_compilations():
+    # Warm rows time the steady state: eager derivative programs compile in the background
+    # after their second call (transforms.tiered), and the timed calls start once they have.
+    from transforms import tiered
+
+    tiered.wait(timeout=600)
 
 
 def fitted_exponent(sizes: Sequence[float], times: Sequence[float]) -> float:
