@@ -279,7 +279,7 @@ for n in (10, 1_000, 100_000):
 assert recompute_steps(100_000, 16) / 100_000 < 9
 np.testing.assert_allclose(loop_grads, -2.0 * (1 - 0.01 * k) ** 199, rtol=1e-12)
 np.testing.assert_allclose(hess, hess.T, rtol=1e-6, atol=1e-7)
-np.testing.assert_allclose(hess, reference, rtol=1e-6, atol=1e-7)
+np.testing.assert_allclose(hess, fd_hess, rtol=1e-6, atol=1e-7)
 s = jax.nn.sigmoid(x)
 np.testing.assert_allclose(tangent_out, s)
 np.testing.assert_allclose(second, s * (1 - s))
