@@ -56,7 +56,7 @@ class _LRU:
             return value
         with self.lock:
             self.data[key] = value
-            if len(self.data) > self.maxsize:
+            while len(self.data) > self.maxsize:
                 self.data.popitem(last=False)
         return value
 
