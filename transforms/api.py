@@ -222,9 +222,13 @@ def _float0_zeros(x):
     return np.zeros(np.shape(x), dtypes.float0)
 
 
-def _unit_seed(aval):
-    """The cotangent 1 for a scalar output, of its dtype and weak type."""
-    if varying_axes(aval):  # inside shard_map: typed per call
+def _unit_seed(aval, traced: bool = False):
+    """The cotangent 1 for a scalar output, of its dtype and weak type.
+
+    Under a trace (`traced`) it is built in place, so the traced program carries it as a literal
+    as JAX's does, not as a constant input.
+    """
+    if traced or varying_axes(aval):  # inside shard_map: typed per call
         return full_like_aval(aval, 1)
     return _cached_unit_seed(aval.dtype, aval.weak_type, jax.config.jax_default_device)
 
@@ -465,7 +469,8 @@ def value_and_grad(
         _check_output_grad(api_name, holomorphic, out_aval)
         nonzeros = tuple(_is_differentiable(p) for p in p_flat)
         n_aux = len(closed.jaxpr.outvars) - 1
-        one = _unit_seed(out_aval)  # the seed keeps the output's weak type, like JAX
+        # the seed keeps the output's weak type, like JAX
+        one = _unit_seed(out_aval, _has_tracer(p_flat) or _has_tracer(closed.consts))
         outs, cts = engine.value_and_grad_flat(closed, p_flat, nonzeros, [one] + [None] * n_aux)
         cts = iter(cts)
         grads = [
@@ -738,7 +743,7 @@ def jacfwd(
         in_tree = _jac_in_tree(argnums, dyn)
         y_leaves, y_tree = tree_util.tree_flatten(y)
         jac_leaves = [
-            _unravel_in(j, dyn_flat, in_tree, np.shape(y_leaf), first=False)
+            _unravel_in(j, dyn_flat, in_tree, np.shape(y_leaf), first=False, example=y_leaf)
             for y_leaf, j in zip(y_leaves, tree_util.tree_leaves(jac), strict=True)
         ]
         jac_tree = tree_util.tree_unflatten(y_tree, jac_leaves)
@@ -764,7 +769,25 @@ def _jac_block(c, out_shape, x):
     shape = (*out_shape, *np.shape(x))
     if _dtype(c) == dtypes.float0:
         return full_like_aval(jax.typeof(x).update(shape=shape), 0)
-    return c.reshape(shape)
+    return _like_example(c.reshape(shape), x)
+
+
+def _like_example(block, example):
+    """A Jacobian block in the type JAX gives it: `example`'s dtype and weak type.
+
+    JAX types a reverse-mode block like the input and a forward-mode block like the output
+    (a Python float input gives weak blocks whichever rules the cotangent went through).
+    """
+    aval = jax.typeof(example)
+    if dtypes.issubdtype(block.dtype, np.complexfloating) and not dtypes.issubdtype(
+        aval.dtype, np.complexfloating
+    ):
+        block = jnp.real(block)
+    if (block.dtype, jax.typeof(block).weak_type) == (aval.dtype, aval.weak_type):
+        return block
+    return P.convert_element_type_p.bind(
+        block, new_dtype=aval.dtype, weak_type=aval.weak_type, sharding=None
+    )
 
 
 def _jac_in_tree(argnums, dyn):
@@ -774,8 +797,10 @@ def _jac_in_tree(argnums, dyn):
     return tree_util.tree_structure(dyn)
 
 
-def _unravel_in(j, dyn_flat, dyn_tree, out_shape, first):
-    """Split the flat input axis of a Jacobian leaf into one array per input leaf."""
+def _unravel_in(j, dyn_flat, dyn_tree, out_shape, first, example=None):
+    """Split the flat input axis of a Jacobian leaf into one array per input leaf.
+
+    With `example`, each piece gets its dtype and weak type (`_like_example`)."""
     sizes = [int(np.prod(np.shape(x))) for x in dyn_flat]
     pieces, start = [], 0
     for x, size in zip(dyn_flat, sizes, strict=True):
@@ -784,7 +809,8 @@ def _unravel_in(j, dyn_flat, dyn_tree, out_shape, first):
             block = jnp.moveaxis(block.reshape((size, *out_shape)), 0, -1)
         else:  # the basis axis trails: (*out_shape, total)
             block = j[..., start : start + size]
-        pieces.append(block.reshape((*out_shape, *np.shape(x))))
+        block = block.reshape((*out_shape, *np.shape(x)))
+        pieces.append(block if example is None else _like_example(block, example))
         start += size
     return tree_util.tree_unflatten(dyn_tree, pieces)
 
