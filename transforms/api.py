@@ -19,7 +19,7 @@ from jax import dtypes, tree_util
 from jax.core import ShapedArray
 from jax.extend.core import primitives as P
 
-from . import engine
+from . import engine, pullbacks
 from .tracing import shape_dtype, trace_flat
 from .zeros import (
     Zero,
@@ -331,26 +331,16 @@ def linearize(fun: Callable, *primals, has_aux: bool = False):
     nonzeros = tuple(_is_differentiable(p) for p in p_flat)
     outs, residuals, lin = engine.linearize_flat(closed, p_flat, nonzeros)
     n = out_tree.num_leaves
-    in_tree = tree_util.tree_structure(primals)
-    out_avals = [jax.typeof(o) for o in outs[:n]]
-
-    def f_jvp(*tangents):
-        t_flat, t_tree = tree_util.tree_flatten(tangents)
-        if t_tree != in_tree:
-            raise TypeError(
-                f"linearized function called on tangent values inconsistent with the original "
-                f"primal values: expected tree structure {in_tree}, got {t_tree}."
-            )
-        for p, t in zip(p_flat, t_flat, strict=True):
-            _check_tangent(p, t, "linearized function")
-        nz = [t for t, keep in zip(t_flat, nonzeros, strict=True) if keep]
-        outs_dot = engine.apply_linear(lin, residuals, nz)[:n]
-        outs_dot = [
-            zeros_like_aval(tangent_aval(a)) if t is None else t
-            for t, a in zip(outs_dot, out_avals, strict=True)
-        ]
-        return tree_util.tree_unflatten(out_tree, outs_dot)
-
+    f_jvp = pullbacks.linearized_function(
+        fun,
+        lin,
+        residuals,
+        tree_util.tree_structure(primals),
+        out_tree,
+        [jax.typeof(o) for o in outs[:n]],
+        [jax.typeof(p) for p in p_flat],
+        nonzeros,
+    )
     out = tree_util.tree_unflatten(out_tree, outs[:n])
     if has_aux:
         return out, f_jvp, tree_util.tree_unflatten(aux_tree, outs[n:])
@@ -358,26 +348,6 @@ def linearize(fun: Callable, *primals, has_aux: bool = False):
 
 
 # --- reverse mode ---------------------------------------------------------------------------------
-
-
-def _check_cotangents(ct_flat, out_avals):
-    # ValueError, like JAX's pullbacks: the cotangent's type must be the output's tangent type.
-    for ct, aval in zip(ct_flat, out_avals, strict=True):
-        expected = tangent_dtype(aval.dtype)
-        ct_dtype = _dtype(ct)
-        if np.shape(ct) != aval.shape:
-            raise ValueError(
-                f"Shape of cotangent input to vjp pullback function {np.shape(ct)} must be the "
-                f"same as the shape of corresponding primal output {aval.shape}. Pass one "
-                "cotangent per output, shaped like it (e.g. `jnp.ones_like(out)`)."
-            )
-        if ct_dtype != expected:
-            raise ValueError(
-                f"Type of cotangent input to vjp pullback function ({_dtype_name(ct_dtype)}) is "
-                f"not the expected tangent type ({_dtype_name(expected)}) of corresponding "
-                f"primal output with dtype {_dtype_name(aval.dtype)}. Cast the cotangent to "
-                f"{_dtype_name(expected)}."
-            )
 
 
 def vjp(fun: Callable, *primals, has_aux: bool = False):
@@ -396,26 +366,17 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
     nonzeros = tuple(_is_differentiable(p) for p in p_flat)
     outs, residuals, lin = engine.linearize_flat(closed, p_flat, nonzeros)
     n = out_tree.num_leaves
-    in_tree = tree_util.tree_structure(primals)
-    out_avals = [jax.typeof(o) for o in outs[:n]]
-    n_aux = len(outs) - n
-
-    def vjp_fn(ct):
-        ct_flat, ct_tree = tree_util.tree_flatten(ct)
-        if ct_tree != out_tree:
-            raise ValueError(
-                "Tree structure of cotangent input to vjp pullback function, "
-                f"{ct_tree}, does not match structure of primal output, {out_tree}."
-            )
-        _check_cotangents(ct_flat, out_avals)
-        seeds = [None if _dtype(c) == dtypes.float0 else c for c in ct_flat] + [None] * n_aux
-        cts_nz = iter(engine.transpose_linear(lin, residuals, seeds))
-        cts = [
-            _materialize_ct(next(cts_nz), p) if nz else _float0_zeros(p)
-            for p, nz in zip(p_flat, nonzeros, strict=True)
-        ]
-        return tree_util.tree_unflatten(in_tree, cts)
-
+    vjp_fn = pullbacks.vjp_function(
+        fun,
+        lin,
+        residuals,
+        tree_util.tree_structure(primals),
+        out_tree,
+        [jax.typeof(o) for o in outs[:n]],
+        [jax.typeof(p) for p in p_flat],
+        nonzeros,
+        len(outs) - n,
+    )
     out = tree_util.tree_unflatten(out_tree, outs[:n])
     if has_aux:
         return out, vjp_fn, tree_util.tree_unflatten(aux_tree, outs[n:])
@@ -535,32 +496,13 @@ def linear_transpose(fun: Callable, *primals, reduce_axes=()):
                 f"integer -> integer functions, but got {_dtype(x).name} input."
             )
     closed, out_tree = trace_flat(fun, in_tree, _avals(flat))
-    from .interpreter import eval_jaxpr
     from .partial_eval import partial_eval
-    from .transpose import backward_pass
 
     split = partial_eval(closed, [True] * len(flat))
-    n_known_out = sum(not u for u in split.out_unknowns)
     out_avals = [v.aval for v in closed.jaxpr.outvars]
-
-    def transpose_fn(out_ct):
-        ct_flat, ct_tree = tree_util.tree_flatten(out_ct)
-        if ct_tree != out_tree:
-            raise TypeError(
-                "cotangent tree does not match function output, expected "
-                f"{out_tree} but got {ct_tree}"
-            )
-        _check_cotangents(ct_flat, out_avals)
-        known = split.known
-        res = eval_jaxpr(known.jaxpr, known.consts)[n_known_out:]
-        cts = [c for c, u in zip(ct_flat, split.out_unknowns, strict=True) if u]
-        mask = [False] * split.num_residuals + [True] * len(flat)
-        cts_in = backward_pass(split.linear, [], res, mask, cts)
-        return tree_util.tree_unflatten(
-            in_tree, [_materialize_ct(c, x) for c, x in zip(cts_in, flat, strict=True)]
-        )
-
-    return transpose_fn
+    return pullbacks.transposed_function(
+        split, in_tree, out_tree, out_avals, [jax.typeof(x) for x in flat]
+    )
 
 
 # --- eager calls: one compiled program per traced structure ---------------------------------------
