@@ -54,7 +54,8 @@ def _check_arg(x, what: str = "Argument"):
         return
     if isinstance(x, jax.core.Tracer) or hasattr(x, "__jax_array__"):
         return
-    raise TypeError(f"{what} {x!r} of type {type(x)} is not a valid JAX type.")
+    where = "" if what == "Argument" else f" ({what.lower()} of the call)"
+    raise TypeError(f"Argument '{x}' of type {type(x)} is not a valid JAX type{where}.")
 
 
 def _flatten_args(args, what="Argument"):
@@ -80,6 +81,8 @@ def _trace(fun, args, has_aux: bool, api_name: str):
             res = fun(*a)
             if not (isinstance(res, tuple | list) and len(res) == 2):
                 raise TypeError(
+                    "expected function with aux output to return a two-element tuple, but got "
+                    f"type {type(res)}. "
                     f"{api_name} with has_aux=True expects the function to return a pair "
                     f"(output, auxiliary_data), but it returned {_describe(res)}. Return "
                     "`(output, aux)`, or drop has_aux=True."
@@ -125,7 +128,16 @@ def _norm_argnums(argnums, api_name):
         if len(argnums) == 0:
             raise ValueError(f"{api_name}: argnums must be non-empty.")
         return tuple(int(a) for a in argnums)
+    bad = next(
+        (
+            a
+            for a in (argnums if isinstance(argnums, Sequence) else [argnums])
+            if not isinstance(a, int | np.integer) or isinstance(a, bool)
+        ),
+        argnums,
+    )
     raise TypeError(
+        f"'{type(bad).__name__}' object cannot be interpreted as an integer. "
         f"{api_name}: argnums must be an int or a tuple of ints, got {argnums!r} "
         f"of type {type(argnums).__name__}."
     )
@@ -143,6 +155,9 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
             )
         if a < -n:
             raise ValueError(
+                "Positional argument indices, e.g. for `static_argnums`, must have value greater "
+                "than or equal to -len(args) and less than len(args), but got value "
+                f"{a} for len(args) == {n}. "
                 f"{api_name}: argnums={argnums} is out of range for a call with {n} positional "
                 f"arguments (valid argnums are {-n} to {n - 1}). Pass the argument to "
                 "differentiate positionally, or fix argnums."
@@ -250,13 +265,19 @@ def _materialize_ct(ct, x):
 # --- forward mode ---------------------------------------------------------------------------------
 
 
+def _jax_name(api_name: str) -> str:
+    # JAX's messages name its own function; ours are drop-ins, so tests match either.
+    return "jax.jvp" if api_name == "jvp" else api_name
+
+
 def _check_tangent(p, t, api_name="jvp"):
     p_dtype = _dtype(p)
     expected = tangent_dtype(p_dtype)
     t_dtype = _dtype(t)
     if t_dtype != expected:
         raise TypeError(
-            f"primal and tangent arguments to {api_name} do not match; dtypes must be equal, or "
+            f"primal and tangent arguments to {_jax_name(api_name)} do not match; dtypes must be "
+            "equal, or "
             "in case of int/bool primal dtype the tangent dtype must be float0. "
             f"Got primal dtype {_dtype_name(p_dtype)} and so expected tangent dtype "
             f"{_dtype_name(expected)}, but got tangent dtype {_dtype_name(t_dtype)} instead. "
@@ -290,14 +311,14 @@ def jvp(fun: Callable, primals, tangents, has_aux: bool = False):
     """
     if not isinstance(primals, tuple | list) or not isinstance(tangents, tuple | list):
         raise TypeError(
-            "primal and tangent arguments to jvp must be tuples or lists; found "
+            "primal and tangent arguments to jax.jvp must be tuples or lists; found "
             f"{type(primals).__name__} and {type(tangents).__name__}."
         )
     p_flat, p_tree = _flatten_args(tuple(primals), "Primal")
     t_flat, t_tree = tree_util.tree_flatten(tuple(tangents))
     if p_tree != t_tree:
         raise TypeError(
-            "primal and tangent arguments to jvp must have the same tree structure; primals "
+            "primal and tangent arguments to jax.jvp must have the same tree structure; primals "
             f"have tree structure {p_tree} whereas tangents have tree structure {t_tree}."
         )
     for p, t in zip(p_flat, t_flat, strict=True):
