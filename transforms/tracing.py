@@ -74,7 +74,7 @@ def _canonicalize_custom_call_inputs(method):
 
     Why: under `jax.vmap`, a NumPy array the user vmaps over reaches a `custom_jvp`/`custom_vjp`
     call (`jax.nn.relu`) uncanonicalized, and JAX 0.10's jaxpr tracer asserts "non-canonical
-    constant of type ndarray" (`jax.make_jaxpr` and `jax.jit(jax.grad(f))` fail the same way;
+    constant of type ndarray" (JAX's own make_jaxpr, and jit of its grad, fail the same way;
     JAX's eager `grad` does not, because there the value meets the eval trace). Every eager call
     of ours traces, so we canonicalize those inputs as `Primitive.bind` does for other ones.
     """
