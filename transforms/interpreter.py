@@ -103,6 +103,7 @@ def _eager_step(eqn, invals):
     if (
         eqn.effects
         or type(prim).get_bind_params is not _default_bind_params
+        or "to_lojax" in vars(prim)  # a higher-level primitive: bind lowers it
         or not all(type(x) in _EAGER_TYPES for x in invals)
     ):
         return eval_step(eqn, invals)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import weakref
 from collections import OrderedDict
@@ -16,6 +17,7 @@ from jax.sharding import AxisType
 # The tracer itself: JAX's private modules, all behind `_jax`.
 from ._jax import api_util as _api_util
 from ._jax import core as _core
+from ._jax import dtypes as _dtypes
 from ._jax import linear_util as _lu
 from ._jax import mesh as _mesh_lib
 from ._jax import partial_eval as _pe
@@ -171,6 +173,38 @@ def name_like(flat_fun, fun, in_tree, avals_flat) -> None:
         flat_fun.__fun_debug_info__ = dbg
     except Exception:  # noqa: BLE001 - names are a courtesy: generic ones otherwise
         pass
+
+
+def _canonicalize_custom_call_inputs(method):
+    """Wrap a `DynamicJaxprTrace.process_custom_*_call` to canonicalize NumPy/Python inputs.
+
+    Why: under `jax.vmap`, a NumPy array the user vmaps over reaches a `custom_jvp`/`custom_vjp`
+    call (`jax.nn.relu`) uncanonicalized, and JAX 0.10's jaxpr tracer asserts "non-canonical
+    constant of type ndarray" (JAX's own make_jaxpr, and jit of its grad, fail the same way;
+    JAX's eager `grad` does not, because there the value meets the eval trace). Every eager call
+    of ours traces, so we canonicalize those inputs as `Primitive.bind` does for other ones.
+    """
+
+    @functools.wraps(method)
+    def process(self, prim, *subfuns_and_tracers, **params):
+        *subfuns, tracers = subfuns_and_tracers
+        if any(_is_non_canonical(x) for x in tracers):
+            canonical = _dtypes.canonicalize_value
+            tracers = [canonical(x) if _is_non_canonical(x) else x for x in tracers]
+        return method(self, prim, *subfuns, tracers, **params)
+
+    process.transforms_canonicalizes = True
+    return process
+
+
+def _is_non_canonical(x) -> bool:
+    return type(x) in (int, float, complex, bool) or isinstance(x, np.ndarray | np.generic)
+
+
+for _name in ("process_custom_jvp_call", "process_custom_vjp_call"):
+    _method = getattr(_pe.DynamicJaxprTrace, _name)
+    if not getattr(_method, "transforms_canonicalizes", False):
+        setattr(_pe.DynamicJaxprTrace, _name, _canonicalize_custom_call_inputs(_method))
 
 
 def trace_to_closed(fn, structs) -> ClosedJaxpr:

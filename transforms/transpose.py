@@ -124,6 +124,7 @@ def backward_pass(
                     f" It has a JVP rule but no transpose rule, so '{eqn.primitive.name}' "
                     "cannot appear in a linear (tangent) program; its JVP rule must emit "
                     "linear operations on tangents.",
+                    transpose=True,
                 )
             raise _no_rule(eqn.primitive, "reverse")
         with _debug.attribute(eqn, "transpose"):

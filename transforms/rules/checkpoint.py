@@ -17,6 +17,7 @@ from jax import lax
 from jax.extend.core import Jaxpr, Var, new_jaxpr_eqn
 from jax.extend.core import primitives as P
 
+from .._jax import partial_eval as _pe
 from ..interpreter import dce_eqns, eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
 from ..partial_eval import _debug_info, partial_eval_rules, split_jaxpr
@@ -55,7 +56,7 @@ def _saveable(policy, eqn) -> bool:
     # the value; anything but "recompute" means the value is kept.
     if isinstance(verdict, bool):
         return verdict
-    return type(verdict).__name__ != "Recompute"
+    return not isinstance(verdict, _pe.RecomputeType)
 
 
 def _remat_partial_eval(eqn, unknowns):

@@ -117,12 +117,15 @@ def _conv_transpose(ct, lhs, rhs, *, dimension_numbers, preferred_element_type, 
         return [None, None]
     lhs_spec, rhs_spec, out_spec = dimension_numbers
     ct_c = _canonical(ct, out_spec)
+    # With preferred_element_type the cotangent may be wider than the operands (bfloat16 in,
+    # float32 out): convolutions take one dtype, so the known operand is widened to the
+    # cotangent's (exactly), and the result cast back to the operand's.
     if is_undefined(lhs):
         shape = tuple(lhs.aval.shape[i] for i in lhs_spec)
-        res = _transpose_lhs(ct_c, _canonical(rhs, rhs_spec), shape, **params)
+        res = _transpose_lhs(ct_c, _canonical(rhs, rhs_spec).astype(ct.dtype), shape, **params)
         return [_uncanonical(res, lhs_spec).astype(lhs.aval.dtype), None]
     shape = tuple(rhs.aval.shape[i] for i in rhs_spec)
-    res = _transpose_rhs(ct_c, _canonical(lhs, lhs_spec), shape, **params)
+    res = _transpose_rhs(ct_c, _canonical(lhs, lhs_spec).astype(ct.dtype), shape, **params)
     return [None, _uncanonical(res, rhs_spec).astype(rhs.aval.dtype)]
 
 

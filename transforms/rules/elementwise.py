@@ -118,8 +118,9 @@ transpose_rules[P.sub_p] = _sub_transpose
 deflinear(P.neg_p, lambda ct, x: [lax.neg(ct)])
 deflinear(P.copy_p, lambda ct, x: [ct])
 deflinear(P.reduce_precision_p, lambda ct, x, **p: [P.reduce_precision_p.bind(ct, **p)])
-deflinear(P.real_p, lambda ct, x: [lax.complex(ct, lax.full_like(ct, 0))])
-deflinear(P.imag_p, lambda ct, x: [lax.complex(lax.full_like(ct, 0), lax.neg(ct))])
+# The zero part is a strong rank-0 constant, as in JAX: the cotangent of a complex input is strong.
+deflinear(P.real_p, lambda ct, x: [lax.complex(ct, np.zeros((), _aval(ct).dtype))])
+deflinear(P.imag_p, lambda ct, x: [lax.complex(np.zeros((), _aval(ct).dtype), lax.neg(ct))])
 deflinear(
     P.complex_p,
     lambda ct, x, y: [
@@ -199,14 +200,15 @@ transpose_rules[P.div_p] = _div_transpose
 
 
 def _c(x, value):
-    """`value` as a rank-0 constant of `x`'s dtype and weak type (ops broadcast rank 0).
+    """`value` as a rank-0 constant of `x`'s dtype (ops broadcast rank 0).
 
-    A strong constant would turn the tangent of a weak-typed value (a Python scalar) strong,
-    and `jax.jit` would then retrace on the changed type.
+    Weak exactly when `x` is a weak scalar, as JAX types its rules' constants: a strong constant
+    would turn the tangent of a Python scalar strong (and `jax.jit` retrace), while a weak array
+    (a broadcast Python scalar) gets strong coefficients, so its tangent turns strong as in JAX.
     """
     aval = _shaped(x)
     c = np.array(value, dtype=aval.dtype)
-    if aval.weak_type:
+    if aval.weak_type and not aval.shape:
         return P.convert_element_type_p.bind(c, new_dtype=c.dtype, weak_type=True, sharding=None)
     return c
 

@@ -34,7 +34,9 @@ def _mm(a, b):
 
 
 def _eye_like(x):
-    return jnp.eye(x.shape[-1], dtype=x.dtype)
+    # Of x's full (batch) shape: under jax_numpy_rank_promotion="raise" a (n, n) identity does
+    # not broadcast against (b, n, n).
+    return jnp.broadcast_to(jnp.eye(x.shape[-1], dtype=x.dtype), x.shape)
 
 
 def _diag(x):
@@ -131,7 +133,8 @@ transpose_rules[P.triangular_solve_p] = _triangular_solve_transpose
 
 def _permutation_matrix(perm, dtype):
     n = perm.shape[-1]
-    return (perm[..., :, None] == jnp.arange(n)).astype(dtype)
+    cols = lax.broadcasted_iota(perm.dtype, (*perm.shape, n), perm.ndim)
+    return (perm[..., :, None] == cols).astype(dtype)
 
 
 def _lu_jvp(primals, tangents, **params):
@@ -198,7 +201,8 @@ def _qr_core_tangents(q, r, da):
     low = jnp.tril(c, -1)
     omega = low - _H(low)
     if _is_complex(c):
-        omega = omega + _eye_like(c) * (c - jnp.real(c))  # the imaginary diagonal of C
+        imag_c = lax.complex(jnp.zeros_like(jnp.real(c)), jnp.imag(c))
+        omega = omega + _eye_like(c) * imag_c  # the imaginary diagonal of C
     dq = _mm(q, omega - c) + da_rinv  # = (I - Q Q^H) dA R^-1 + Q Ω
     dr = _mm(c - omega, r)
     return dq, dr, da_rinv
@@ -288,7 +292,7 @@ def _svd_jvp(primals, tangents, *, full_matrices, compute_uv, subset_by_index, *
         ds = jnp.real(ds)
     if not compute_uv:
         return [s], [ds]
-    s_row = s[..., None, :]
+    s_row = s[..., None, :].astype(dp.dtype)  # complex for complex a: no implicit promotion
     eye = _eye_like(dp)
     # F_ij = 1 / (s_j^2 - s_i^2) off the diagonal, 0 on it.
     f = 1 / (s_row**2 - _T(s_row) ** 2 + eye) - eye
@@ -344,11 +348,12 @@ def _eig_jvp(primals, tangents, *, compute_left_eigenvectors, compute_right_eige
     eye = _eye_like(vinv_da_v)
     f = 1 / (w[..., None, :] - w[..., :, None] + eye) - eye
     dv = _mm(v, f * vinv_da_v)
-    dv = dv - v * jnp.real(jnp.sum(jnp.conj(v) * dv, axis=-2, keepdims=True))
+    dv = dv - v * jnp.real(jnp.sum(jnp.conj(v) * dv, axis=-2, keepdims=True)).astype(v.dtype)
     # LAPACK also fixes each vector's phase (its largest component is real): keep that
     # component's tangent real too.
-    rows = jnp.arange(v.shape[-2])[:, None]
-    largest = (rows == jnp.argmax(jnp.abs(v), axis=-2)[..., None, :]).astype(v.dtype)
+    largest_row = jnp.argmax(jnp.abs(v), axis=-2)[..., None, :]
+    rows = lax.broadcasted_iota(largest_row.dtype, v.shape, v.ndim - 2)
+    largest = (rows == largest_row).astype(v.dtype)
     theta = jnp.imag(
         jnp.sum(dv * largest, axis=-2, keepdims=True) / jnp.sum(v * largest, axis=-2, keepdims=True)
     )

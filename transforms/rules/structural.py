@@ -39,8 +39,12 @@ deflinear(P.broadcast_in_dim_p, _broadcast_in_dim_transpose)
 
 
 def _reshape_transpose(ct, x, *dyn, new_sizes, dimensions, sharding):
-    assert dimensions is None
-    return [lax.reshape(ct, x.aval.shape)] + [None] * len(dyn)
+    if dimensions is None:
+        return [lax.reshape(ct, x.aval.shape)] + [None] * len(dyn)
+    # reshape with `dimensions` reads x in the order `transpose(x, dimensions)`: undo both.
+    permuted_shape = tuple(x.aval.shape[d] for d in dimensions)
+    ct_x = lax.transpose(lax.reshape(ct, permuted_shape), tuple(np.argsort(dimensions)))
+    return [ct_x] + [None] * len(dyn)
 
 
 deflinear(P.reshape_p, _reshape_transpose)
