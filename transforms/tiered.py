@@ -73,6 +73,8 @@ class Tiered:
 
     def call_or(self, op_by_op: Callable, args: tuple):
         """The compiled program's result when it is ready, else `op_by_op()`'s."""
+        if jax.config.jax_disable_jit:  # the user asked for op by op (jax.disable_jit())
+            return op_by_op()
         if self.compiled is not None:
             try:
                 return self.compiled(*args)

@@ -71,7 +71,11 @@ def trace_flat(fun, in_tree, avals_flat) -> tuple[ClosedJaxpr, tree_util.PyTreeD
         closed = trace_to_closed(flat_fun, avals_flat)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as e:
         raise traced_control_flow_error(e) from e
-    return hoist_scalar_literals(closed), out_tree_box[-1]
+    # Only for eager calls: under an outer trace the derivative program is inlined into the
+    # outer one, where literals belong (and make_jaxpr(grad(f)) reads as JAX's does).
+    if _core.trace_ctx.is_top_level():
+        closed = hoist_scalar_literals(closed)
+    return closed, out_tree_box[-1]
 
 
 # Past this many distinct scalar literals a program keeps them inline (keyed by value).

@@ -219,7 +219,10 @@ def _custom_lin_transpose(
 ):
     # bwd indexes residuals with traced indices (odeint's does): they must be jax arrays, not
     # the numpy arrays a jaxpr's literals evaluate to.
-    residuals = [jax.numpy.asarray(r) for r in invals[:num_res]]
+    residuals = [
+        jax.numpy.asarray(r) if isinstance(r, np.ndarray | np.generic) else r
+        for r in invals[:num_res]
+    ]
     if symbolic_zeros:
         # A rule defined with `symbolic_zeros=True` is told which cotangents are zero, as JAX
         # tells it: a `SymbolicZero` in their place (Equinox's filter_custom_vjp sees None).

@@ -173,14 +173,7 @@ def _div_jvp(primals, tangents, **params):
     if type(tx) is not Zero:
         terms.append(lax.div(tx, y))
     if type(ty) is not Zero:
-        if np.shape(y) == np.shape(out):
-            terms.append(lax.mul(ty, lax.neg(lax.div(out, y))))
-        else:
-            # ty * x * (-1 / y**2) with the small factor apart: reverse mode then keeps the
-            # broadcast denominator's factor (a softmax's row sums) and x, which it keeps for
-            # x's own derivative anyway, instead of a full-size -out / y.
-            neg_inv_y2 = lax.neg(lax.div(_c(y, 1.0), lax.mul(y, y)))
-            terms.append(lax.mul(lax.mul(ty, x), neg_inv_y2))
+        terms.append(lax.mul(ty, lax.neg(lax.div(out, y))))
     out_dot = terms[0] if len(terms) == 1 else lax.add(*terms)
     return out, _broadcast_like(out_dot, out)
 

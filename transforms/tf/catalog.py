@@ -24,8 +24,9 @@ _NAMESPACES = (
     "autodiff",
     "dtypes",
     "optimizers",
-    "keras",
 )
+# `tf.keras` is Keras 3 itself (imported on first access, on the JAX backend), so its names are
+# Keras's: the table does not import it, and the page points to the Keras guide instead.
 
 
 def _is_api(name, obj) -> bool:
