@@ -383,11 +383,17 @@ def linearize(fun: Callable, *primals, has_aux: bool = False):
       >>> float(f_jvp(2.0))
       2.0
     """
-    closed, p_flat, out_tree, aux_tree = _trace(fun, primals, has_aux, "linearize")
+    return _linearized(fun, primals, has_aux, "linearize", pullbacks.linearized_function)
+
+
+def _linearized(fun, primals, has_aux, api_name, make_function):
+    """`linearize` and `vjp`: the primal outputs and `make_function(...)`'s pytree over the
+    residuals (the linear map, or its transpose)."""
+    closed, p_flat, out_tree, aux_tree = _trace(fun, primals, has_aux, api_name)
     nonzeros = tuple(_is_differentiable(p) for p in p_flat)
     outs, residuals, lin = engine.linearize_flat(closed, p_flat, nonzeros)
     n = out_tree.num_leaves
-    f_jvp = pullbacks.linearized_function(
+    fn = make_function(
         fun,
         lin,
         residuals,
@@ -396,11 +402,12 @@ def linearize(fun: Callable, *primals, has_aux: bool = False):
         [jax.typeof(o) for o in outs[:n]],
         [jax.typeof(p) for p in p_flat],
         nonzeros,
+        len(outs) - n,
     )
     out = tree_util.tree_unflatten(out_tree, outs[:n])
     if has_aux:
-        return out, f_jvp, aux_tree.unflatten(outs[n:])
-    return out, f_jvp
+        return out, fn, aux_tree.unflatten(outs[n:])
+    return out, fn
 
 
 # --- reverse mode ---------------------------------------------------------------------------------
@@ -418,25 +425,7 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
       >>> f_vjp(1.0)
       (Array(1., dtype=float32, weak_type=True),)
     """
-    closed, p_flat, out_tree, aux_tree = _trace(fun, primals, has_aux, "vjp")
-    nonzeros = tuple(_is_differentiable(p) for p in p_flat)
-    outs, residuals, lin = engine.linearize_flat(closed, p_flat, nonzeros)
-    n = out_tree.num_leaves
-    vjp_fn = pullbacks.vjp_function(
-        fun,
-        lin,
-        residuals,
-        tree_util.tree_structure(primals),
-        out_tree,
-        [jax.typeof(o) for o in outs[:n]],
-        [jax.typeof(p) for p in p_flat],
-        nonzeros,
-        len(outs) - n,
-    )
-    out = tree_util.tree_unflatten(out_tree, outs[:n])
-    if has_aux:
-        return out, vjp_fn, aux_tree.unflatten(outs[n:])
-    return out, vjp_fn
+    return _linearized(fun, primals, has_aux, "vjp", pullbacks.vjp_function)
 
 
 def value_and_grad(

@@ -82,8 +82,8 @@ def check_cotangents(ct_flat: Sequence, out_avals: Sequence) -> None:
             )
 
 
-class VJPFunction:
-    """The static part of a pullback: `(*residuals, cotangent) -> cotangents of the primals`."""
+class _LinearizedPart:
+    """What `vjp`'s and `linearize`'s functions keep besides the residuals (their leaves)."""
 
     def __init__(self, lin, name, in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux):
         self.lin = lin
@@ -94,6 +94,10 @@ class VJPFunction:
         self.primal_avals = tuple(primal_avals)
         self.nonzeros = tuple(nonzeros)
         self.n_aux = n_aux
+
+
+class VJPFunction(_LinearizedPart):
+    """The static part of a pullback: `(*residuals, cotangent) -> cotangents of the primals`."""
 
     def __repr__(self):
         return f"<pullback of {self.name}>"
@@ -139,17 +143,8 @@ def vjp_function(fun, lin, residuals, in_tree, out_tree, out_avals, primal_avals
     return tree_util.Partial(static, *residuals)
 
 
-class LinearizedFunction:
+class LinearizedFunction(_LinearizedPart):
     """The static part of `linearize`'s result: `(*residuals, *tangents) -> output tangents`."""
-
-    def __init__(self, lin, name, in_tree, out_tree, out_avals, primal_avals, nonzeros):
-        self.lin = lin
-        self.name = name
-        self.in_tree = in_tree
-        self.out_tree = out_tree
-        self.out_avals = tuple(out_avals)
-        self.primal_avals = tuple(primal_avals)
-        self.nonzeros = tuple(nonzeros)
 
     def __repr__(self):
         return f"<linearized {self.name}>"
@@ -186,10 +181,12 @@ class LinearizedFunction:
         return tree_util.tree_unflatten(self.out_tree, outs_dot)
 
 
-def linearized_function(fun, lin, residuals, in_tree, out_tree, out_avals, primal_avals, nonzeros):
+def linearized_function(
+    fun, lin, residuals, in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux
+):
     """The linear map of a linearized program, as a `Partial` over its residuals."""
     static = LinearizedFunction(
-        lin, _fun_name(fun), in_tree, out_tree, out_avals, primal_avals, nonzeros
+        lin, _fun_name(fun), in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux
     )
     return tree_util.Partial(static, *residuals)
 
