@@ -17,17 +17,10 @@ import jax
 import numpy as np
 from jax import dtypes, tree_util
 
-from . import engine
+from . import arguments, engine
 from .interpreter import eval_jaxpr
 from .transpose import backward_pass
 from .zeros import Zero, tangent_aval, zeros_like_aval
-
-
-def _api():
-    from . import api  # api builds these objects: imported when they are called
-
-    return api
-
 
 # JAX's messages name its functions; ours quote them (transforms is a drop-in). Spelled in two
 # parts because tests/test_engine_rule.py reads the package's code as text for JAX autodiff.
@@ -61,10 +54,9 @@ def _unexpected_ct_type(ct, aval) -> str:
 
 def check_cotangents(ct_flat: Sequence, out_avals: Sequence) -> None:
     """ValueError, with JAX's sentence, unless each cotangent has its output's tangent type."""
-    api = _api()
     for ct, aval in zip(ct_flat, out_avals, strict=True):
         expected = tangent_aval(aval).dtype
-        ct_dtype = api._dtype(ct)
+        ct_dtype = arguments._dtype(ct)
         if np.shape(ct) != aval.shape:
             raise ValueError(
                 f"{_unexpected_ct_type(ct, aval)} Shape of cotangent input to vjp pullback "
@@ -75,10 +67,10 @@ def check_cotangents(ct_flat: Sequence, out_avals: Sequence) -> None:
         if ct_dtype != expected:
             raise ValueError(
                 f"{_unexpected_ct_type(ct, aval)} Type of cotangent input to vjp pullback "
-                f"function ({api._dtype_name(ct_dtype)}) is not the expected tangent type "
-                f"({api._dtype_name(expected)}) of corresponding primal output with dtype "
-                f"{api._dtype_name(aval.dtype)}. Cast the cotangent to "
-                f"{api._dtype_name(expected)}."
+                f"function ({arguments._dtype_name(ct_dtype)}) is not the expected tangent type "
+                f"({arguments._dtype_name(expected)}) of corresponding primal output with dtype "
+                f"{arguments._dtype_name(aval.dtype)}. Cast the cotangent to "
+                f"{arguments._dtype_name(expected)}."
             )
 
 
@@ -122,7 +114,7 @@ class VJPFunction(_LinearizedPart):
                 f"{ct_tree}, does not match structure of primal output, {self.out_tree}."
             )
         check_cotangents(ct_flat, self.out_avals)
-        seeds = [None if _api()._dtype(c) == dtypes.float0 else c for c in ct_flat]
+        seeds = [None if arguments._dtype(c) == dtypes.float0 else c for c in ct_flat]
         cts_nz = iter(engine.transpose_linear(self.lin, residuals, seeds + [None] * self.n_aux))
         cts = [
             _materialize(next(cts_nz)) if nz else np.zeros(aval.shape, dtypes.float0)
@@ -158,18 +150,17 @@ class LinearizedFunction(_LinearizedPart):
                 f"expected {self.in_tree}, got {t_tree}. The linearized function of "
                 f"{self.name} takes one tangent per primal argument, with the primals' structure."
             )
-        api = _api()
         for aval, t in zip(self.primal_avals, t_flat, strict=True):
             expected = tangent_aval(aval)
-            if np.shape(t) != aval.shape or api._dtype(t) != expected.dtype:
+            if np.shape(t) != aval.shape or arguments._dtype(t) != expected.dtype:
                 raise ValueError(
                     "linearized function called on tangent values inconsistent with the "
                     f"original primal values:\nGot tangent aval {jax.typeof(t).str_short()} for "
                     f"primal aval {aval.str_short()} but expected {expected.str_short()}. "
                     "Different primal and tangent shapes or dtypes: each tangent must have its "
                     f"primal's shape {aval.shape} and tangent dtype "
-                    f"{api._dtype_name(expected.dtype)}, got shape {np.shape(t)} and dtype "
-                    f"{api._dtype_name(api._dtype(t))}."
+                    f"{arguments._dtype_name(expected.dtype)}, got shape {np.shape(t)} and dtype "
+                    f"{arguments._dtype_name(arguments._dtype(t))}."
                 )
         nz = [t for t, keep in zip(t_flat, self.nonzeros, strict=True) if keep]
         n = self.out_tree.num_leaves
@@ -222,14 +213,13 @@ class TransposedFunction:
                 "cotangent tree does not match function output, expected "
                 f"{self.out_tree} but got {ct_tree}"
             )
-        api = _api()
         for ct, aval in zip(ct_flat, self.out_avals, strict=True):
-            if np.shape(ct) != aval.shape or api._dtype(ct) != aval.dtype:
+            if np.shape(ct) != aval.shape or arguments._dtype(ct) != aval.dtype:
                 raise TypeError(
                     f"cotangent type does not match function output, expected {self.out_avals} "
                     f"but got {ct_flat}. The cotangent of output shape {aval.shape} must be "
-                    f"{api._dtype_name(aval.dtype)} of that shape, not {np.shape(ct)} "
-                    f"{api._dtype_name(api._dtype(ct))}."
+                    f"{arguments._dtype_name(aval.dtype)} of that shape, not {np.shape(ct)} "
+                    f"{arguments._dtype_name(arguments._dtype(ct))}."
                 )
         cts = [c for c, u in zip(ct_flat, self.split.out_unknowns, strict=True) if u]
         mask = [False] * n_res + [True] * len(self.in_avals)
