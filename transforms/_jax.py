@@ -5,7 +5,7 @@ expose. Keeping the private imports here makes a new JAX release a change in one
 supported range is pinned in pyproject.toml and tested.
 """
 
-from jax._src import api_util, core, dtypes, hijax, linear_util, mesh, source_info_util
+from jax._src import api_util, config, core, dtypes, hijax, linear_util, mesh, source_info_util
 from jax._src.array import ArrayImpl
 from jax._src.interpreters import partial_eval
 from jax._src.literals import TypedNdArray
@@ -14,6 +14,7 @@ __all__ = [
     "ArrayImpl",
     "TypedNdArray",
     "api_util",
+    "config",
     "core",
     "dtypes",
     "hijax",

@@ -13,7 +13,7 @@ import numpy as np
 from jax import dtypes, tree_util
 from jax.core import ShapedArray
 
-from . import concrete
+from . import concrete, reuse, tracing
 from .tracing import shape_dtype
 from .zeros import (
     Zero,
@@ -50,6 +50,10 @@ def _trace(fun, args, has_aux: bool, api_name: str):
     With `has_aux`, the flat outputs are the main output's leaves followed by aux's leaves.
     """
     flat, in_tree = _flatten_args(args)
+    reuse_key = reuse.key(fun, (has_aux, api_name), in_tree, flat)
+    if reuse_key is not None and (hit := reuse.lookup(reuse_key)) is not None:
+        closed, out_tree, aux_tree = hit
+        return closed, flat, out_tree, aux_tree
     if has_aux:
         aux_box = []
 
@@ -74,7 +78,22 @@ def _trace(fun, args, has_aux: bool, api_name: str):
     else:
         closed, out_tree = concrete.trace_flat(fun, in_tree, flat)
         aux_tree = None
+    if reuse_key is not None and _reusable(closed, aux_tree):
+        reuse.store(reuse_key, (closed, out_tree, aux_tree))
     return closed, flat, out_tree, aux_tree
+
+
+def _reusable(closed, aux_tree) -> bool:
+    # A path-dependent trace (Python control flow on values) holds for its values only; an aux
+    # leaf that is a Python object would be handed back shared between calls.
+    if tracing.path_of(closed) is not None:
+        return False
+    if aux_tree is None:
+        return True
+    return all(
+        t or x is None or type(x) in (bool, int, float, complex, str)
+        for x, t in zip(aux_tree.leaves, aux_tree.is_traced, strict=True)
+    )
 
 
 def _describe(x):
@@ -175,6 +194,7 @@ def _argnums_partial(fun, args, argnums: tuple[int, ...], api_name):
         return fun(*full)
 
     f_partial._transforms_calls = (fun, argnums)  # so tracing errors name fun's arguments
+    f_partial._transforms_partial = (fun, argnums, args)  # what reuse.key checks instead
     return f_partial, dyn
 
 

@@ -18,6 +18,7 @@ import jax
 from jax.extend.core import ClosedJaxpr
 
 from . import debug as _debug
+from . import reuse
 from . import tiered as _tiered
 from .interpreter import eval_jaxpr
 from .jvp import differentiation_mode, jvp_eval
@@ -96,8 +97,9 @@ def _compile_whole(prog) -> bool:
 
 
 def clear_caches() -> None:
-    """Drop every cached derivative program (compiled or not)."""
+    """Drop every cached derivative program (compiled or not) and every reusable trace."""
     _programs.clear()
+    reuse.clear()
 
 
 def _is_eager(closed: ClosedJaxpr, *value_lists) -> bool:
