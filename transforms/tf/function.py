@@ -3,8 +3,11 @@
 The Python function is traced with its tensor arguments as JAX tracers. Every Variable it
 touches is lifted: its value becomes an input of the jitted program, reads inside see the
 traced value, `assign*` replaces it, and the final values are program outputs written back to
-the Variables after each call. Variables read but not passed as arguments are discovered while
-tracing (the trace is then redone with them lifted). Python side effects, `print` included,
+the Variables after each call. Variables read but not passed as arguments (globals) are
+discovered while tracing: their first read is a marked constant of the program, which is then
+made an input, so the one trace serves later calls with their current values. The trace is redone
+(counted twice) only when the first trace creates Variables, or when a global Variable is first
+touched inside a traced `if`/loop block that autograph converted. Python side effects, `print` included,
 happen while tracing, as in TF: once per new input signature; `tf.print` prints when the
 compiled program runs.
 
@@ -24,7 +27,6 @@ import sys
 import jax
 import numpy as np
 from jax import tree_util
-
 from jax.ad_checkpoint import checkpoint_name
 
 from .. import _jax
