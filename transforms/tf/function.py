@@ -7,9 +7,9 @@ the Variables after each call. Variables read but not passed as arguments (globa
 discovered while tracing: their first read is a marked constant of the program, which is then
 made an input, so the one trace serves later calls with their current values. The trace is redone
 (counted twice) only when the first trace creates Variables, or when a global Variable is first
-touched inside a traced `if`/loop block that autograph converted. Python side effects, `print` included,
-happen while tracing, as in TF: once per new input signature; `tf.print` prints when the
-compiled program runs.
+touched inside a traced `if`/loop block that autograph converted. Python side effects, `print`
+included, happen while tracing, as in TF: once per new input signature; `tf.print` prints when
+the compiled program runs.
 
 TF's retracing rules: a new tensor shape or dtype, a new Python value, or a different Variable
 argument traces again; the same ones reuse the program. Only the first trace may create
