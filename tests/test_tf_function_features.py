@@ -147,3 +147,46 @@ def test_tf_print_text_and_run_time_printing_match_tensorflow(tmp_path):
     ours, theirs = ours_path.read_text(), theirs_path.read_text()
     assert ours == theirs
     assert theirs.count("step|") == 3
+
+
+def global_variables(tf):
+    """A training step closing over global Variables: one trace, later assigns are read."""
+    w = tf.Variable([1.0, -2.0])
+    b = tf.Variable(0.5)
+    side_effects = []
+
+    @tf.function
+    def step(x):
+        side_effects.append(1)  # Python runs once per trace
+        with tf.GradientTape() as t:
+            loss = tf.reduce_sum(w * x * x) + b * b
+        gw, gb = t.gradient(loss, [w, b])
+        w.assign_sub(0.1 * gw)
+        return loss, gb
+
+    out = [step(tf.constant([1.0, 3.0])), step(tf.constant([2.0, 1.0]))]
+    b.assign(4.0)  # the compiled step reads the current value
+    out.append(step(tf.constant([1.0, 1.0])))
+
+    @tf.function
+    def scale(x):
+        side_effects.append(2)
+        return tf.sin(x * b) * w
+
+    with tf.GradientTape(persistent=True) as tape:
+        y = scale(tf.constant(0.3))
+    out.append([y, tape.gradient(y, b), tape.gradient(y, w)])
+    return {
+        "counts": [step.experimental_get_tracing_count(), scale.experimental_get_tracing_count()],
+        "side_effects": side_effects,
+        "values": out,
+        "w": w.numpy(),
+    }
+
+
+def test_global_variables_trace_once_like_tensorflow():
+    ours, theirs = to_numpy(global_variables(ttf)), to_numpy(global_variables(tf_real))
+    assert ours["counts"] == theirs["counts"] == [1, 1]
+    assert ours["side_effects"] == theirs["side_effects"]
+    assert_match(ours["values"], theirs["values"])
+    assert_match(ours["w"], theirs["w"])

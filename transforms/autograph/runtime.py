@@ -209,8 +209,12 @@ class _State:
         # its traced value must not leak out. tf.function retraces with it lifted from the start.
         if self.lifted is not None:
             known = set(self.keys)
+            from ..tf.core import state
+
             for k in [k for k in self.lifted if k not in known]:
                 del self.lifted[k]
+                if state.var_forgotten is not None:
+                    state.var_forgotten.append(k)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from types import SimpleNamespace as _NS
 
 from ..autograph.runtime import set_loop_options as _set_loop_options
 from . import data, errors, image, linalg, math, nn, random  # noqa: F401
+from .clipping import clip_by_global_norm, clip_by_norm, pad  # noqa: F401
 from .custom import cond, custom_gradient, while_loop
 from .forward import ForwardAccumulator
 from .function import function
@@ -24,8 +25,6 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     broadcast_to,
     cast,
     ceil,
-    clip_by_global_norm,
-    clip_by_norm,
     clip_by_value,
     concat,
     constant,
@@ -63,7 +62,6 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     one_hot,
     ones,
     ones_like,
-    pad,
     pow,
     range,
     rank,

@@ -22,6 +22,9 @@ class _State(threading.local):
         # tf.function and custom_gradient lift Variables into traced values: id(var) -> Tensor
         self.var_values: dict | None = None
         self.var_log: list | None = None  # Variables touched while var_values is set
+        # tf.function: called with a Variable first touched in its trace; returns its traced value
+        self.var_lift = None
+        self.var_forgotten: list | None = None  # Variables autograph dropped from var_values
         self.read_log: list | None = None  # every Variable read (custom_gradient collects them)
         self.created_log: list | None = None  # Variables created while tf.function traces
 
@@ -76,14 +79,19 @@ def paused():
 
 
 @contextmanager
-def lifted_variables(values: dict, log: list):
-    """Variables read inside see `values[id(var)]` and assignments update it (traced programs)."""
-    saved = state.var_values, state.var_log
+def lifted_variables(values: dict, log: list, lift=None, forgotten=None):
+    """Variables read inside see `values[id(var)]` and assignments update it (traced programs).
+
+    `lift(var)`, when given, is called for a Variable not in `values` on its first touch; its
+    result becomes the Variable's value inside. `forgotten` collects Variables that autograph
+    dropped again because they were first touched inside a traced block."""
+    saved = state.var_values, state.var_log, state.var_lift, state.var_forgotten
     state.var_values, state.var_log = values, log
+    state.var_lift, state.var_forgotten = lift, forgotten
     try:
         yield
     finally:
-        state.var_values, state.var_log = saved
+        state.var_values, state.var_log, state.var_lift, state.var_forgotten = saved
 
 
 @contextmanager

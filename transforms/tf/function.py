@@ -3,10 +3,13 @@
 The Python function is traced with its tensor arguments as JAX tracers. Every Variable it
 touches is lifted: its value becomes an input of the jitted program, reads inside see the
 traced value, `assign*` replaces it, and the final values are program outputs written back to
-the Variables after each call. Variables read but not passed as arguments are discovered while
-tracing (the trace is then redone with them lifted). Python side effects, `print` included,
-happen while tracing, as in TF: once per new input signature; `tf.print` prints when the
-compiled program runs.
+the Variables after each call. Variables read but not passed as arguments (globals) are
+discovered while tracing: their first read is a marked constant of the program, which is then
+made an input, so the one trace serves later calls with their current values. The trace is redone
+(counted twice) only when the first trace creates Variables, or when a global Variable is first
+touched inside a traced `if`/loop block that autograph converted. Python side effects, `print`
+included, happen while tracing, as in TF: once per new input signature; `tf.print` prints when
+the compiled program runs.
 
 TF's retracing rules: a new tensor shape or dtype, a new Python value, or a different Variable
 argument traces again; the same ones reuse the program. Only the first trace may create
@@ -24,7 +27,9 @@ import sys
 import jax
 import numpy as np
 from jax import tree_util
+from jax.ad_checkpoint import checkpoint_name
 
+from .. import _jax
 from .core import apply, created_variables, lifted_variables, state
 from .ops import convert_to_tensor
 from .spec import TensorSpec, spec_of
@@ -41,6 +46,8 @@ _SINGLETON_VARIABLES = (
 # Retraces of one call, to lift Variables discovered while tracing. A function that reads new
 # Variables on every trace would otherwise never finish.
 _MAX_TRACES = 16
+# Names the markers of Variables a trace discovered (see `_lift_marked`).
+_MARK = "__tf_function_variable_"
 
 
 def _is_leaf(x):
@@ -226,25 +233,25 @@ class Function:
             variables = list({id(v): v for v in [*arg_vars, *self._globals.values()]}.values())
             box: dict = {}
             pure = self._pure(flat, in_tree, specs, variables, box)
-            jitted = jax.jit(pure)
             var_vals = [v._value for v in variables]
             dyn_vals = [_value(x) for x, s in zip(flat, specs, strict=True) if s[0] == "dyn"]
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
-                traced = jitted.trace(var_vals, dyn_vals)
+                traced = jax.jit(pure).trace(var_vals, dyn_vals)
             self._tracing_count += 1
             created = box["created"]
             if created and not self._may_create_variables:
                 raise ValueError(_SINGLETON_VARIABLES)
-            known = {id(u) for u in variables}
-            new = [v for v in box["discovered"] if id(v) not in known]
-            if not new and not created:
+            marked, forgotten = box["marked"], box["forgotten"]
+            if not created and not forgotten:
                 sys.stdout.write(out.getvalue())
                 break
-            # Retrace with these lifted too (the first trace's output is dropped); Variables
-            # created on the first trace must already exist on the next one.
+            # Retrace with these lifted from the start (this trace's output is dropped):
+            # Variables created on the first trace must already exist on the next one, and a
+            # Variable first touched inside a traced block (autograph dropped it) must be part
+            # of every block's state.
             self._may_create_variables = False
-            for v in new:
+            for v in marked:
                 self._globals[id(v)] = v
         else:
             raise RuntimeError(
@@ -253,7 +260,19 @@ class Function:
                 "on every trace."
             )
         self._may_create_variables = False
-        compiled = traced.lower().compile()
+        if marked:
+            # Variables the trace discovered (globals the function closes over) became
+            # constants behind a marker; make them inputs instead, so this one trace serves
+            # every later call with the Variables' current values.
+            for v in marked:
+                self._globals[id(v)] = v
+            jitted = jax.jit(_lift_marked(traced.jaxpr, len(variables), len(marked)))
+            variables = [*variables, *marked]
+            var_vals = [v._value for v in variables]
+            compiled = jitted.trace(var_vals, dyn_vals).lower().compile()
+        else:
+            jitted = jax.jit(pure)
+            compiled = traced.lower().compile()
         return _Program(
             variables,
             jitted,
@@ -271,12 +290,30 @@ class Function:
             lifted = {id(v): val for v, val in zip(variables, var_vals, strict=True)}
             log: list = []
             created: list = []
+            forgotten: list = []
+            top = _jax.core.unsafe_get_current_trace()
+            marked: list = []  # Variables read but not lifted, in the order they were met
+            marks: dict = {}
+
+            def lift(v):
+                # The value as a marked constant of the top-level program (not of a branch or
+                # loop body being traced), which `_lift_marked` turns into an input.
+                if id(v) not in marks:
+                    with _jax.core.set_current_trace(top):
+                        marks[id(v)] = checkpoint_name(v._value, f"{_MARK}{len(marked)}")
+                    marked.append(v)
+                return marks[id(v)]
+
             dyn = iter(dyn_vals)
             leaves = [
                 Tensor(next(dyn)) if s[0] == "dyn" else x for x, s in zip(flat, specs, strict=True)
             ]
             args, kwargs = tree_util.tree_unflatten(in_tree, leaves)
-            with _fresh_recorders(), lifted_variables(lifted, log), created_variables(created):
+            with (
+                _fresh_recorders(),
+                lifted_variables(lifted, log, lift, forgotten),
+                created_variables(created),
+            ):
                 result = fn(*args, **kwargs)
                 out_flat, out_tree = tree_util.tree_flatten(result, is_leaf=_is_leaf)
                 kinds, values, static = [], [], []
@@ -291,14 +328,16 @@ class Function:
                         kinds.append("static")
                         static.append(o)
             box.update(
-                discovered=list({id(v): v for v in log}.values()),
+                marked=marked,
+                forgotten=forgotten,
                 created=created,
                 out_tree=out_tree,
                 out_static=static,
                 out_kinds=kinds,
                 out_order=skeleton(result),
             )
-            return values, [lifted[id(v)] for v in variables]
+            # A marked Variable autograph forgot has no value here: the trace is redone.
+            return values, [lifted.get(id(v), marks.get(id(v))) for v in [*variables, *marked]]
 
         return pure
 
@@ -366,6 +405,37 @@ class ConcreteFunction:
             flat[i] = t
         call_args, call_kwargs = tree_util.tree_unflatten(self._tree, flat)
         return self.function._call_bound(call_args, call_kwargs)
+
+
+def _lift_marked(closed, n_vars, n_marked):
+    """`closed` (the trace of `pure`) as a function of `(var_vals, dyn_vals)` whose `var_vals`
+    also hold the `n_marked` Variables it read as marked constants (after the first `n_vars`)."""
+    jaxpr = closed.jaxpr
+    marks = [None] * n_marked
+    eqns = []
+    for e in jaxpr.eqns:
+        name = e.params.get("name") if e.primitive.name == "name" else None
+        if isinstance(name, str) and name.startswith(_MARK):
+            marks[int(name[len(_MARK) :])] = e.outvars[0]
+        else:
+            eqns.append(e)
+    invars = [*jaxpr.invars[:n_vars], *marks, *jaxpr.invars[n_vars:]]
+    # The old values behind the markers are not kept alive by the program.
+    used = {id(v) for e in eqns for v in e.invars} | {id(v) for v in jaxpr.outvars}
+    kept = [i for i, c in enumerate(jaxpr.constvars) if id(c) in used]
+    body = jaxpr.replace(
+        constvars=[jaxpr.constvars[i] for i in kept],
+        invars=invars,
+        eqns=eqns,
+        debug_info=jaxpr.debug_info.with_unknown_names(),
+    )
+    consts = [closed.consts[i] for i in kept]
+
+    def program(var_vals, dyn_vals):
+        outs = _jax.core.eval_jaxpr(body, consts, *var_vals, *dyn_vals)
+        return outs[: len(outs) - len(var_vals)], outs[len(outs) - len(var_vals) :]
+
+    return program
 
 
 def _value(x):

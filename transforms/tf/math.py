@@ -1,5 +1,6 @@
 """`tf.math`: the elementwise and reduction ops under their `tf.math` names."""
 
+from .clipping import divide_no_nan, reduce_euclidean_norm, xlogy  # noqa: F401
 from .linalg import l2_normalize  # noqa: F401
 from .nn import log_softmax, softmax  # noqa: F401
 from .ops import (  # noqa: F401
@@ -17,7 +18,6 @@ from .ops import (  # noqa: F401
     cosh,
     cumsum,
     divide,
-    divide_no_nan,
     equal,
     erf,
     exp,
@@ -45,7 +45,6 @@ from .ops import (  # noqa: F401
     reciprocal,
     reduce_all,
     reduce_any,
-    reduce_euclidean_norm,
     reduce_logsumexp,
     reduce_max,
     reduce_mean,
@@ -68,7 +67,6 @@ from .ops import (  # noqa: F401
     tan,
     tanh,
     truediv,
-    xlogy,
 )
 
 

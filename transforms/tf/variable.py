@@ -76,6 +76,9 @@ class Variable(ArrayTyped):
                 return lifted[id(self)]
             if state.var_log is not None:
                 state.var_log.append(self)
+            if state.var_lift is not None:
+                lifted[id(self)] = state.var_lift(self)
+                return lifted[id(self)]
         return self._value
 
     def _read_value_for_op(self) -> Tensor:
@@ -112,8 +115,11 @@ class Variable(ArrayTyped):
     def _write(self, new):
         lifted = state.var_values
         if lifted is not None:
-            if id(self) not in lifted and state.var_log is not None:
-                state.var_log.append(self)
+            if id(self) not in lifted:
+                if state.var_log is not None:
+                    state.var_log.append(self)
+                if state.var_lift is not None:
+                    state.var_lift(self)  # an input too: the program starts from its value
             lifted[id(self)] = new
         else:
             if isinstance(new, jax.core.Tracer):
