@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from tests import keras_training_programs as training
 from tests.keras_compare import ROOT, program, run_programs
 from tests.tf_compare import assert_same_output
 
@@ -590,6 +591,10 @@ OURS_ONLY = {
 # --- the oracle: every program once under TensorFlow ----------------------------------------------
 
 
+PROGRAMS.update(training.PROGRAMS)
+OURS_ONLY.update(training.OURS_ONLY)
+
+
 @pytest.fixture(scope="module")
 def runs():
     """Every program under TensorFlow and under transforms.tf, the two subprocesses at once."""
@@ -672,6 +677,40 @@ def test_keras_optimizers_ten_steps_equal_tensorflow(runs):
     # Keras Variables and tf.Variables alike; `unused` has a None gradient and is skipped.
     ours, _ = compare("optimizers_ten_steps", runs, rtol=2e-5, atol=2e-6)
     assert all(r[3] == 1.0 for r in ours["result"].values())
+
+
+@pytest.mark.parametrize(
+    "name", ["tf_optimizers_on_tf_variables", "dataset_training_loop", "steps_that_assign"]
+)
+def test_tf_optimizers_are_keras_optimizers_and_equal_tensorflow(name, runs):
+    # tf.optimizers on tf.Variables, eager and under tf.function; a None gradient is skipped.
+    ours, _ = compare(name, runs, rtol=2e-5, atol=2e-6)
+    r = ours["result"]
+    if name == "tf_optimizers_on_tf_variables":
+        assert r.pop("same_classes") == "True"
+        assert all(v["iterations"] == 10 and v["unused"] == 1.0 for v in r.values())
+    else:
+        assert_close(r["compiled"], r["eager"], rtol=1e-6, atol=1e-7)
+
+
+def test_optimizer_failure_changes_nothing(runs):
+    r = ours_only(runs, "optimizer_failure_changes_nothing")
+    assert "must match" in r["error"]
+    assert r["w"].tolist() == [1.0, 2.0] and r["b"] == 0.5 and r["iterations"] == 0
+
+
+def test_fit_with_a_tf_train_step_equals_tensorflow_and_run_eagerly(runs):
+    ours, _ = compare("fit_with_tf_train_step", runs, rtol=2e-5, atol=2e-6)
+    assert_close(ours["result"]["compiled"], ours["result"]["eager"], rtol=1e-5, atol=1e-6)
+    engine = ours_only(runs, "fit_with_tf_train_step_our_engine")  # JAX's autodiff refused
+    assert engine["tf_style"]
+    assert_close(engine["runs"], ours["result"], rtol=0, atol=0)
+
+
+def test_keras_masks_ride_on_tensors_between_top_level_calls(runs):
+    ours, _ = compare("masks_between_top_level_calls", runs, rtol=2e-4, atol=2e-5)
+    r = ours["result"]
+    assert not np.allclose(r["h"], r["unmasked"])  # the mask changed the LSTM's output
 
 
 def test_keras_metrics_in_a_custom_loop_equal_tensorflow(runs):

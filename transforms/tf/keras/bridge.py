@@ -332,11 +332,12 @@ def run_node(owner, call, variables, args, kwargs):
     for i, val in zip(prog.updated, outs[n_out : n_out + n_up], strict=True):
         twins[i]._write(val._value)
     losses = list(outs[n_out + n_up : n_out + n_up + n_l])
-    n_t = len(prog.tf_vars)
-    for v, val in zip(prog.tf_vars, outs[n_out + n_up + n_l : n_out + n_up + n_l + n_t], strict=True):
+    start = n_out + n_up + n_l
+    tf_values = outs[start : start + len(prog.tf_vars)]
+    for v, val in zip(prog.tf_vars, tf_values, strict=True):
         if val._value is not v._current():
             v._write(val._value)
-    for i, mask in zip(prog.masked, outs[n_out + n_up + n_l + n_t :], strict=True):
+    for i, mask in zip(prog.masked, outs[start + len(prog.tf_vars) :], strict=True):
         results[i]._keras_mask = mask
     owner.__dict__["_transforms_call_losses"] = losses
     return tree_util.tree_unflatten(prog.out_tree, list(results))
