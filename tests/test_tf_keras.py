@@ -493,6 +493,18 @@ OURS_ONLY = {
         """
     ),
     "docs_page": _docs_page_code() + "\nresult = dict(accuracy=train_accuracy.result())\n",
+    # The migration guide's blocks, its `py` one with `tf.optimizers` (Keras's) included, in order
+    # and with their source registered as test_docs.py does (autograph reads it).
+    "migration_page": f"""
+import linecache, re
+page = open({str(ROOT / "docs" / "tf-migration.md")!r}).read()
+ns = {{"__name__": "docs_tf_migration"}}
+for i, block in enumerate(re.findall(r"^```py(?:thon)?\\n(.*?)^```", page, flags=re.S | re.M)):
+    filename = f"tf-migration.md[block {{i}}]"
+    linecache.cache[filename] = (len(block), None, block.splitlines(True), filename)
+    exec(compile(block, filename, "exec"), ns)
+result = dict(first=ns["first"], last=ns["last"])
+""",
     "save_load": program(
         """
         import os, tempfile
@@ -743,6 +755,11 @@ def test_save_and_load_round_trip(runs):
 
 def test_the_docs_page_trains_a_keras_model_with_the_tape(runs):
     assert ours_only(runs, "docs_page")["accuracy"] > 0.8
+
+
+def test_the_migration_guide_trains_with_tf_optimizers(runs):
+    r = ours_only(runs, "migration_page")
+    assert r["last"] < r["first"]
 
 
 def test_plain_keras_is_untouched_and_a_failed_call_changes_nothing(runs):

@@ -2,10 +2,10 @@
 
 Layers (`__call__`), losses (`__call__`), `Model.compute_loss`, metrics (`update_state`,
 `result`, `reset_state`), a layer's `losses` (weight regularization computed from the twins, so
-it has a gradient) and optimizers (`apply`) are wrapped once, when `transforms.tf.keras` is first imported. A wrapper
-hands over to `bridge.run_node` only for transforms objects, an active tape or a `tf.function`
-trace (`bridge.should_bridge`); otherwise, and for Keras's own nested calls, it is Keras's
-method unchanged.
+it has a gradient) and optimizers (`apply`) are wrapped once, when `transforms.tf.keras` is
+first imported. A wrapper hands over to `bridge.run_node` only for transforms objects, an active
+tape or a `tf.function` trace (`bridge.should_bridge`); otherwise, and for Keras's own nested
+calls, it is Keras's method unchanged.
 """
 
 from __future__ import annotations
@@ -260,9 +260,7 @@ def install():
     _patch_hierarchy(keras.losses.Loss, "__call__", lambda f: bridged_method(f, lambda s: ()))
     # `Model.compute_loss` returns Keras's raw arrays; as one op it is a Tensor on the tape
     # (a TF-style `train_step` calls it inside its tape).
-    _patch_hierarchy(
-        Trainer, "compute_loss", lambda f: bridged_method(f, _compute_loss_variables)
-    )
+    _patch_hierarchy(Trainer, "compute_loss", lambda f: bridged_method(f, _compute_loss_variables))
     for name in ("update_state", "result", "reset_state"):
         _patch_hierarchy(
             keras.metrics.Metric,
