@@ -55,8 +55,10 @@ PROGRAMS["tf_optimizers_on_tf_variables"] = program(
         return dict(losses=losses, w=w, b=b, unused=unused,
                     iterations=int(opt.iterations.numpy()))  # int64 on TF, int32 on JAX
 
-    result = {f"{name}_{'function' if compiled else 'eager'}": train(make, compiled)
-              for name, make in makers.items() for compiled in (False, True)}
+    # Every optimizer eagerly; under tf.function those with the most state (CI time).
+    compiled = ("nesterov", "adam_betas", "adamw", "schedule")
+    result = {f"{name}_eager": train(make, False) for name, make in makers.items()}
+    result.update({f"{name}_function": train(makers[name], True) for name in compiled})
     result["same_classes"] = str(tf.optimizers.Adam is tf.keras.optimizers.Adam)
     """
 )
