@@ -85,6 +85,7 @@ def run(quick: bool = False, out: Path | None = None, others: bool = True, log=p
 
     compiled_rows = compiled.rows(quick, budget, log=log)
     cold_rows = cold.rows(quick, log=log)
+    keras_rows = _keras_step_table(quick, log) if others else []
 
     plot = plot_dir / "scaling.png"
     harness.plot_scaling(results, str(plot))
@@ -130,6 +131,7 @@ def run(quick: bool = False, out: Path | None = None, others: bool = True, log=p
         "",
         *compiled.markdown(compiled_rows),
         *cold.markdown(cold_rows),
+        *keras_rows,
         "## Scaling with program size",
         "",
         "Fitted exponent k of time ∝ n^k over the chain lengths (1.0 is linear):",
@@ -155,6 +157,25 @@ def run(quick: bool = False, out: Path | None = None, others: bool = True, log=p
     if out == HERE and not quick:
         _publish(lines[2], harness.markdown_table(results, extra), plot)
     return text
+
+
+def _keras_step_table(quick, log) -> list[str]:
+    """The Keras training-step rows (bench/bench_keras_step.py), beside the TF step's.
+
+    They run in a subprocess: Keras has one backend per process, and this one may hold
+    TensorFlow for its other rows.
+    """
+    import importlib.util
+    import subprocess
+
+    if not all(importlib.util.find_spec(m) for m in ("keras", "tensorflow")):
+        return ["## Keras training step", "", "Keras or TensorFlow is not installed here.", ""]
+    log("Keras training step rows")
+    cmd = [sys.executable, str(HERE / "bench_keras_step.py")] + (["--quick"] if quick else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        return ["## Keras training step", "", f"failed: {proc.stderr[-500:]}", ""]
+    return ["## Keras training step", "", proc.stdout.strip(), ""]
 
 
 def _eager_misses(results) -> list[str]:

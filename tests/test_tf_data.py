@@ -93,28 +93,5 @@ def test_shuffle_follows_tensorflow_semantics():
     assert all(theirs.values())
 
 
-def training(tf, compiled):
-    w = tf.Variable([[0.1], [-0.2]])
-    b = tf.Variable([0.0])
-    opt = tf.optimizers.SGD(learning_rate=0.1)
-    targets = (Y.astype(np.float32) - 1.0).reshape(-1, 1)
-    ds = tf.data.Dataset.from_tensor_slices((X, targets)).batch(4).repeat(3)
-
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(tf.matmul(x, w) + b - y))
-        grads = tape.gradient(loss, [w, b])
-        opt.apply_gradients(zip(grads, [w, b]))
-        return loss
-
-    if compiled:
-        step = tf.function(step)
-    losses = [step(x, y) for x, y in ds]
-    return {"losses": losses, "w": w, "b": b}
-
-
-@pytest.mark.parametrize("compiled", [False, True])
-def test_training_loop_over_a_dataset_matches_tensorflow(compiled):
-    ours = to_numpy(training(ttf, compiled))
-    theirs = to_numpy(training(tf_real, compiled))
-    assert_match(ours, theirs, rtol=1e-5)
+# The training loop over a Dataset uses `tf.optimizers` (Keras's), so it is compared with
+# TensorFlow in subprocesses: tests/keras_training_programs.py::dataset_training_loop.

@@ -18,33 +18,8 @@ def test_seed_function_example_equals_its_eager_run():
     assert ns_c["train_step"].experimental_get_tracing_count() == 1
 
 
-def _step_program(make_step):
-    w = tf.Variable([[0.5, -0.3], [0.8, 0.1]])
-    b = tf.Variable([0.0, 0.1])
-    opt = tf.optimizers.Adam(0.1)
-    step = make_step(w, b, opt)
-    xs = tf.constant([[1.0, 2.0], [-0.5, 0.3], [0.2, -1.0]])
-    losses = [float(step(xs)) for _ in range(5)]
-    return losses, w.numpy(), b.numpy(), opt.iterations.numpy()
-
-
-def _make_step(w, b, opt):
-    def step(x):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(tf.tanh(tf.matmul(x, w) + b) - 0.2))
-        grads = tape.gradient(loss, [w, b])
-        opt.apply_gradients(zip(grads, [w, b]))
-        b.assign_add(tf.constant([0.01, -0.01]))  # an assign inside the step
-        return loss
-
-    return step
-
-
-def test_steps_that_assign_equal_the_eager_run():
-    eager = _step_program(_make_step)
-    compiled = _step_program(lambda w, b, opt: tf.function(_make_step(w, b, opt)))
-    for e, c in zip(eager, compiled, strict=True):
-        np.testing.assert_allclose(c, e, rtol=1e-6, atol=1e-7)
+# Steps with `tf.optimizers` (Keras's) run in subprocesses, against TensorFlow:
+# tests/keras_training_programs.py (steps_that_assign, optimizer_failure_changes_nothing).
 
 
 def test_retraces_only_on_new_shapes_dtypes_or_variables(capsys):
@@ -168,12 +143,3 @@ def test_random_inside_function_draws_new_numbers_each_call():
     tf.random.set_seed(1)
     np.testing.assert_array_equal(draw().numpy(), a)  # the seed restarts the stream
     assert draw.experimental_get_tracing_count() <= 2
-
-
-def test_optimizer_failure_changes_nothing():
-    w, b = tf.Variable([1.0, 2.0]), tf.Variable(0.5)
-    opt = tf.optimizers.SGD(0.1, momentum=0.9)
-    with pytest.raises(ValueError):
-        opt.apply_gradients([(tf.constant([1.0, 1.0]), w), (tf.constant([1.0, 1.0]), b)])
-    np.testing.assert_array_equal(w.numpy(), [1.0, 2.0])
-    assert b.numpy() == 0.5 and opt.iterations.numpy() == 0

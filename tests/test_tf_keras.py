@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from tests import keras_training_programs as training
 from tests.keras_compare import ROOT, program, run_programs
 from tests.tf_compare import assert_same_output
 
@@ -492,6 +493,18 @@ OURS_ONLY = {
         """
     ),
     "docs_page": _docs_page_code() + "\nresult = dict(accuracy=train_accuracy.result())\n",
+    # The migration guide's blocks, its `py` one with `tf.optimizers` (Keras's) included, in order
+    # and with their source registered as test_docs.py does (autograph reads it).
+    "migration_page": f"""
+import linecache, re
+page = open({str(ROOT / "docs" / "tf-migration.md")!r}).read()
+ns = {{"__name__": "docs_tf_migration"}}
+for i, block in enumerate(re.findall(r"^```py(?:thon)?\\n(.*?)^```", page, flags=re.S | re.M)):
+    filename = f"tf-migration.md[block {{i}}]"
+    linecache.cache[filename] = (len(block), None, block.splitlines(True), filename)
+    exec(compile(block, filename, "exec"), ns)
+result = dict(first=ns["first"], last=ns["last"])
+""",
     "save_load": program(
         """
         import os, tempfile
@@ -590,6 +603,10 @@ OURS_ONLY = {
 # --- the oracle: every program once under TensorFlow ----------------------------------------------
 
 
+PROGRAMS.update(training.PROGRAMS)
+OURS_ONLY.update(training.OURS_ONLY)
+
+
 @pytest.fixture(scope="module")
 def runs():
     """Every program under TensorFlow and under transforms.tf, the two subprocesses at once."""
@@ -674,6 +691,40 @@ def test_keras_optimizers_ten_steps_equal_tensorflow(runs):
     assert all(r[3] == 1.0 for r in ours["result"].values())
 
 
+@pytest.mark.parametrize(
+    "name", ["tf_optimizers_on_tf_variables", "dataset_training_loop", "steps_that_assign"]
+)
+def test_tf_optimizers_are_keras_optimizers_and_equal_tensorflow(name, runs):
+    # tf.optimizers on tf.Variables, eager and under tf.function; a None gradient is skipped.
+    ours, _ = compare(name, runs, rtol=2e-5, atol=2e-6)
+    r = ours["result"]
+    if name == "tf_optimizers_on_tf_variables":
+        assert r.pop("same_classes") == "True"
+        assert all(v["iterations"] == 10 and v["unused"] == 1.0 for v in r.values())
+    else:
+        assert_close(r["compiled"], r["eager"], rtol=1e-6, atol=1e-7)
+
+
+def test_optimizer_failure_changes_nothing(runs):
+    r = ours_only(runs, "optimizer_failure_changes_nothing")
+    assert "must match" in r["error"]
+    assert r["w"].tolist() == [1.0, 2.0] and r["b"] == 0.5 and r["iterations"] == 0
+
+
+def test_fit_with_a_tf_train_step_equals_tensorflow_and_run_eagerly(runs):
+    ours, _ = compare("fit_with_tf_train_step", runs, rtol=2e-5, atol=2e-6)
+    assert_close(ours["result"]["compiled"], ours["result"]["eager"], rtol=1e-5, atol=1e-6)
+    engine = ours_only(runs, "fit_with_tf_train_step_our_engine")  # JAX's autodiff refused
+    assert engine["tf_style"]
+    assert_close(engine["runs"], ours["result"], rtol=0, atol=0)
+
+
+def test_keras_masks_ride_on_tensors_between_top_level_calls(runs):
+    ours, _ = compare("masks_between_top_level_calls", runs, rtol=2e-4, atol=2e-5)
+    r = ours["result"]
+    assert not np.allclose(r["h"], r["unmasked"])  # the mask changed the LSTM's output
+
+
 def test_keras_metrics_in_a_custom_loop_equal_tensorflow(runs):
     compare("metrics_custom_loop", runs)
 
@@ -704,6 +755,11 @@ def test_save_and_load_round_trip(runs):
 
 def test_the_docs_page_trains_a_keras_model_with_the_tape(runs):
     assert ours_only(runs, "docs_page")["accuracy"] > 0.8
+
+
+def test_the_migration_guide_trains_with_tf_optimizers(runs):
+    r = ours_only(runs, "migration_page")
+    assert r["last"] < r["first"]
 
 
 def test_plain_keras_is_untouched_and_a_failed_call_changes_nothing(runs):

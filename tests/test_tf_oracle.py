@@ -299,45 +299,8 @@ def custom_gradient_with_variables(tf):
 
 # --- training: optimizers and tf.function ---------------------------------------------------------
 
-OPTIMIZERS = {
-    "sgd": lambda tf: tf.optimizers.SGD(learning_rate=0.1),
-    "momentum": lambda tf: tf.optimizers.SGD(learning_rate=0.05, momentum=0.9),
-    "nesterov": lambda tf: tf.optimizers.SGD(learning_rate=0.05, momentum=0.8, nesterov=True),
-    "adam": lambda tf: tf.optimizers.Adam(learning_rate=0.05),
-    "adam_betas": lambda tf: tf.optimizers.Adam(0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-5),
-}
-
-
-def _training_program(name, make_opt, compiled):
-    def prog(tf):
-        w = tf.Variable(W)
-        b = tf.Variable(tf.zeros([2]))
-        x = tf.constant(X)
-        y = tf.constant([[1.0, 0.0], [0.0, 1.0]])
-        opt = make_opt(tf)
-
-        def step():
-            with tf.GradientTape() as tape:
-                logits = tf.matmul(x, w) + b
-                loss = tf.reduce_mean(
-                    tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
-                )
-            grads = tape.gradient(loss, [w, b])
-            opt.apply_gradients(zip(grads, [w, b]))
-            return loss
-
-        if compiled:
-            step = tf.function(step)
-        losses = [step() for _ in range(8)]
-        return {"losses": losses, "w": w, "b": b}
-
-    prog.__name__ = f"train_{name}_{'function' if compiled else 'eager'}"
-    return prog
-
-
-for _name, _make in OPTIMIZERS.items():
-    for _compiled in (False, True):
-        program(_training_program(_name, _make, _compiled))
+# Training with `tf.optimizers` (Keras's optimizers: Keras has one backend per process) is
+# compared with TensorFlow in subprocesses: tests/keras_training_programs.py.
 
 
 @program

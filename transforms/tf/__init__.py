@@ -103,7 +103,6 @@ from .ops import (  # noqa: F401  # noqa: F401  (TF's top-level op names)
     zeros,
     zeros_like,
 )
-from .optimizers import optimizers  # noqa: F401  (tf.optimizers)
 from .printing import tf_print as print  # noqa: A001, F401  (TF's name)
 from .spec import TensorSpec  # noqa: F401
 from .tape import GradientTape, UnconnectedGradients
@@ -135,11 +134,13 @@ dtypes = _NS(float32=float32, float64=float64, int32=int32, int64=int64, bool=bo
 
 
 def __getattr__(name):
-    # `tf.keras` imports Keras (a second or two) on first access only.
-    if name == "keras":
+    # `tf.keras` imports Keras (a second or two) on first access only; `tf.optimizers` is
+    # Keras's optimizers namespace, as in TF 2.21 (`tf.optimizers is tf.keras.optimizers`).
+    if name in ("keras", "optimizers"):
         import importlib
 
-        return importlib.import_module(".keras", __name__)
+        keras = importlib.import_module(".keras", __name__)
+        return keras if name == "keras" else keras.optimizers
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

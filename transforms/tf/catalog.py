@@ -23,10 +23,10 @@ _NAMESPACES = (
     "errors",
     "autodiff",
     "dtypes",
-    "optimizers",
 )
-# `tf.keras` is Keras 3 itself (imported on first access, on the JAX backend), so its names are
-# Keras's: the table does not import it, and the page points to the Keras guide instead.
+# `tf.keras` is Keras 3 itself (imported on first access, on the JAX backend), and
+# `tf.optimizers` is Keras's optimizers, so their names are Keras's: the table does not import
+# them, and the page points to the Keras guide instead.
 
 
 def _is_api(name, obj) -> bool:

@@ -123,7 +123,9 @@ class Tensor(ArrayTyped):
       array([2., 4.], dtype=float32)
     """
 
-    __slots__ = ("_value", "__weakref__")
+    # `_keras_mask`: the mask a Keras layer attached (`Embedding(mask_zero=True)`), as Keras does
+    # on TF's tensors; a later top-level Keras call reads it (unset when there is none).
+    __slots__ = ("_value", "_keras_mask", "__weakref__")
     __array_priority__ = 100
 
     def __init__(self, value):

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from jax import tree_util
 from keras.src.backend.common import stateless_scope as _scope
+from keras.src.backend.common.masking import get_keras_mask, set_keras_mask
 
 from ..core import apply, lifted_variables, paused, state
 from ..tensor import Tensor
@@ -165,10 +166,19 @@ def _is_dynamic(x) -> bool:
 class _Program:
     """One traced signature of a node: its jitted and compiled forms and output layout."""
 
-    __slots__ = ("jitted", "compiled", "out_tree", "n_out", "updated", "n_losses", "tf_vars")
+    __slots__ = (
+        "jitted",
+        "compiled",
+        "out_tree",
+        "n_out",
+        "updated",
+        "n_losses",
+        "tf_vars",
+        "masked",
+    )
 
 
-def _make_program(call, variables, tf_vars, static_leaves, kinds, treedef, dyn_vals):
+def _make_program(call, variables, tf_vars, static_leaves, kinds, treedef, dyn_vals, mask_at):
     n_k = len(variables)
     box = {}
 
@@ -176,6 +186,10 @@ def _make_program(call, variables, tf_vars, static_leaves, kinds, treedef, dyn_v
         mapping = list(zip(variables, kvals, strict=True))
         lifted = {id(v): val for v, val in zip(tf_vars, tvals, strict=True)}
         log: list = []
+        # Masks of the inputs come last; Keras finds them on the inputs (`_keras_mask`).
+        dvals, mvals = dvals[: len(dvals) - len(mask_at)], dvals[len(dvals) - len(mask_at) :]
+        for j, m in zip(mask_at, mvals, strict=True):
+            set_keras_mask(dvals[j], m)
         it_d, it_s = iter(dvals), iter(static_leaves)
         leaves = [next(it_d) if k else next(it_s) for k in kinds]
         args, kwargs = tree_util.tree_unflatten(treedef, leaves)
@@ -191,6 +205,8 @@ def _make_program(call, variables, tf_vars, static_leaves, kinds, treedef, dyn_v
         finally:
             _local.depth -= 1
         out_flat, out_tree = tree_util.tree_flatten(unwrap(out))
+        masks = [get_keras_mask(o) for o in out_flat]
+        masked = [i for i, m in enumerate(masks) if m is not None]
         new = [scope.get_current_value(v) for v in variables]
         updated = [i for i in range(n_k) if new[i] is not None and new[i] is not kvals[i]]
         box.update(
@@ -198,6 +214,7 @@ def _make_program(call, variables, tf_vars, static_leaves, kinds, treedef, dyn_v
             n_out=len(out_flat),
             updated=updated,
             n_losses=len(losses),
+            masked=masked,
             discovered=list({id(v): v for v in log if id(v) not in lifted}.values()),
         )
         return (
@@ -205,6 +222,7 @@ def _make_program(call, variables, tf_vars, static_leaves, kinds, treedef, dyn_v
             [new[i] for i in updated],
             [jax.numpy.asarray(x) for x in unwrap(losses)],
             [lifted[id(v)] for v in tf_vars],
+            [jax.numpy.asarray(masks[i]) for i in masked],
         )
 
     jitted = jax.jit(pure)
@@ -215,6 +233,7 @@ def _make_program(call, variables, tf_vars, static_leaves, kinds, treedef, dyn_v
     prog.jitted = jitted
     prog.out_tree, prog.n_out = box["out_tree"], box["n_out"]
     prog.updated, prog.n_losses, prog.tf_vars = box["updated"], box["n_losses"], tf_vars
+    prog.masked = box["masked"]
     prog.compiled = None
     return prog, box["discovered"], traced
 
@@ -232,8 +251,8 @@ def _node_fn(owner, token, index):
             isinstance(v, jax.core.Tracer) for v in values
         )
         res = (prog.compiled if concrete else prog.jitted)(kvals, tvals, dvals)
-        outs, new_k, losses, new_t = res
-        return (*outs, *new_k, *losses, *new_t)
+        outs, new_k, losses, new_t, masks = res
+        return (*outs, *new_k, *losses, *new_t, *masks)
 
     # Keeps the owner (say a loss object made for one call) alive while a tape holds the op;
     # an attribute, not a closure cell, so the op's key stays its token.
@@ -262,12 +281,17 @@ def run_node(owner, call, variables, args, kwargs):
         else:
             dyn_inputs.append(Tensor(jax.numpy.asarray(x)))
     static_leaves = [x for x, k in zip(flat, kinds, strict=True) if not k]
+    # Masks ride on our tensors between top-level calls; they are inputs of the node too.
+    masks = [getattr(t, "_keras_mask", None) for t in dyn_inputs]
+    mask_at = tuple(j for j, m in enumerate(masks) if m is not None)
+    dyn_inputs += [masks[j] if isinstance(masks[j], Tensor) else Tensor(masks[j]) for j in mask_at]
     dyn_vals = [t._value for t in dyn_inputs]
     twins = [twin(v) for v in variables]
     tf_vars = owner.__dict__.setdefault("_transforms_tf_vars", [])
     key = (
         treedef,
         tuple(kinds),
+        mask_at,
         tuple(_static_key(x) for x in static_leaves),
         tuple((tuple(v.shape), np.dtype(v.dtype).str, jax.typeof(v).weak_type) for v in dyn_vals),
         tuple(id(v) for v in variables),
@@ -280,7 +304,7 @@ def run_node(owner, call, variables, args, kwargs):
     if index is None:
         while True:
             prog, discovered, traced = _make_program(
-                call, variables, list(tf_vars), static_leaves, kinds, treedef, dyn_vals
+                call, variables, list(tf_vars), static_leaves, kinds, treedef, dyn_vals, mask_at
             )
             if not discovered:
                 break
@@ -308,9 +332,13 @@ def run_node(owner, call, variables, args, kwargs):
     for i, val in zip(prog.updated, outs[n_out : n_out + n_up], strict=True):
         twins[i]._write(val._value)
     losses = list(outs[n_out + n_up : n_out + n_up + n_l])
-    for v, val in zip(prog.tf_vars, outs[n_out + n_up + n_l :], strict=True):
+    start = n_out + n_up + n_l
+    tf_values = outs[start : start + len(prog.tf_vars)]
+    for v, val in zip(prog.tf_vars, tf_values, strict=True):
         if val._value is not v._current():
             v._write(val._value)
+    for i, mask in zip(prog.masked, outs[start + len(prog.tf_vars) :], strict=True):
+        results[i]._keras_mask = mask
     owner.__dict__["_transforms_call_losses"] = losses
     return tree_util.tree_unflatten(prog.out_tree, list(results))
 

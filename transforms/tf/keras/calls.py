@@ -1,11 +1,11 @@
 """Where Keras meets the tape: the Keras methods and functions that become recorded ops.
 
-Layers (`__call__`), losses (`__call__`), metrics (`update_state`, `result`, `reset_state`),
-a layer's `losses` (weight regularization computed from the twins, so it has a gradient) and
-optimizers (`apply`) are wrapped once, when `transforms.tf.keras` is first imported. A wrapper
-hands over to `bridge.run_node` only for transforms objects, an active tape or a `tf.function`
-trace (`bridge.should_bridge`); otherwise, and for Keras's own nested calls, it is Keras's
-method unchanged.
+Layers (`__call__`), losses (`__call__`), `Model.compute_loss`, metrics (`update_state`,
+`result`, `reset_state`), a layer's `losses` (weight regularization computed from the twins, so
+it has a gradient) and optimizers (`apply`) are wrapped once, when `transforms.tf.keras` is
+first imported. A wrapper hands over to `bridge.run_node` only for transforms objects, an active
+tape or a `tf.function` trace (`bridge.should_bridge`); otherwise, and for Keras's own nested
+calls, it is Keras's method unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import jax
 import keras
 import numpy as np
 from keras.src.backend.common import stateless_scope as _scope
+from keras.src.trainers.trainer import Trainer
 
 from ..core import paused
 from ..tensor import Tensor
@@ -154,6 +155,16 @@ class _RegularizationOwner:
         return owner
 
 
+# --- the trainer's loss ---------------------------------------------------------------------------
+
+
+def _compute_loss_variables(model):
+    # The model's weights (regularization is computed inside) and the loss's own trackers.
+    compile_loss = getattr(model, "_compile_loss", None)
+    extra = list(compile_loss.variables) if compile_loss is not None else []
+    return list({id(v): v for v in [*model.weights, *extra]}.values())
+
+
 # --- optimizers -----------------------------------------------------------------------------------
 
 _original_apply = keras.optimizers.Optimizer.apply
@@ -247,6 +258,9 @@ def install():
     )
     keras.Layer.losses = property(_losses, doc=_original_losses.__doc__)
     _patch_hierarchy(keras.losses.Loss, "__call__", lambda f: bridged_method(f, lambda s: ()))
+    # `Model.compute_loss` returns Keras's raw arrays; as one op it is a Tensor on the tape
+    # (a TF-style `train_step` calls it inside its tape).
+    _patch_hierarchy(Trainer, "compute_loss", lambda f: bridged_method(f, _compute_loss_variables))
     for name in ("update_state", "result", "reset_state"):
         _patch_hierarchy(
             keras.metrics.Metric,
