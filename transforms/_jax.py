@@ -21,5 +21,12 @@ __all__ = [
     "linear_util",
     "mesh",
     "partial_eval",
+    "evaluate_dim",
     "source_info_util",
 ]
+
+
+def evaluate_dim(dim, env: dict):
+    """The size a symbolic dimension (`jax.export.symbolic_shape`) has when its variables have
+    the sizes in `env` (name -> int)."""
+    return dim._evaluate(env)

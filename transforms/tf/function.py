@@ -12,8 +12,10 @@ included, happen while tracing, as in TF: once per new input signature; `tf.prin
 the compiled program runs.
 
 TF's retracing rules: a new tensor shape or dtype, a new Python value, or a different Variable
-argument traces again; the same ones reuse the program. Only the first trace may create
-Variables (TF's singleton rule), which the trace that follows must then find existing.
+argument traces again; the same ones reuse the program. A size the input signature leaves open
+(`None`, or relaxed by `reduce_retracing`) is traced once, symbolically (`symbolic.py`). Only
+the first trace may create Variables (TF's singleton rule), which the trace that follows must
+then find existing.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from jax import tree_util
 from jax.ad_checkpoint import checkpoint_name
 
 from .. import _jax
+from . import symbolic
 from .core import apply, created_variables, lifted_variables, state
 from .ops import convert_to_tensor
 from .spec import TensorSpec, spec_of
@@ -193,18 +196,58 @@ class Function:
             )
         return self._call_bound(args, kwargs)
 
-    def _call_bound(self, args, kwargs):
-        flat, in_tree, specs, prog = self._program_for(args, kwargs)
+    def _call_bound(self, args, kwargs, signature=None):
+        flat, in_tree, specs, prog = self._program_for(args, kwargs, signature)
         return self._run(prog, flat, specs)
 
-    def _program_for(self, args, kwargs):
+    def _program_for(self, args, kwargs, signature=None):
+        """The program for these arguments, traced on first need. `signature` (the flat
+        TensorSpecs the arguments were bound to) lets one trace with symbolic sizes serve every
+        size of a `None` dimension; where that trace fails, each size is traced."""
         flat, in_tree = tree_util.tree_flatten((args, kwargs), is_leaf=_is_leaf)
         specs = tuple(_spec(x) for x in flat)
+        if signature is None and self.input_signature is not None:
+            signature = tree_util.tree_leaves(self.input_signature, is_leaf=_is_leaf)
+        general = _general_specs(flat, specs, signature)
+        if general is None and self._options.get("reduce_retracing"):
+            general = self._relaxed(in_tree, specs, flat)
+        if general is not None:
+            prog = self._programs.get((in_tree, general))
+            if prog is None:
+                try:
+                    prog = self._trace(flat, in_tree, general)
+                except Exception:  # noqa: BLE001 - any failure: trace each size instead
+                    prog = _PER_SIZE
+                self._programs[(in_tree, general)] = prog
+            if prog is not _PER_SIZE:
+                return flat, in_tree, general, prog
+            if any(isinstance(x, TensorSpec) for x in flat):
+                return flat, in_tree, general, None  # traced when called with tensors
         key = (in_tree, specs)
         prog = self._programs.get(key)
         if prog is None:
             prog = self._programs[key] = self._trace(flat, in_tree, specs)
         return flat, in_tree, specs, prog
+
+    def _relaxed(self, in_tree, specs, flat):
+        """For `reduce_retracing`: the specs of an earlier trace of the same structure with
+        `None` wherever its sizes differ from these (TF's relaxed shapes), or None. Ranks are
+        kept: XLA cannot leave a rank open."""
+        if (in_tree, specs) in self._programs or any(s[0] == "dyn" and 0 in s[1] for s in specs):
+            return None
+        candidates = []
+        for tree, earlier in self._programs:
+            if tree != in_tree or len(earlier) != len(specs):
+                continue
+            merged = [_merge(a, b) for a, b in zip(earlier, specs, strict=True)]
+            if all(m is not None for m in merged):
+                general = _general_specs(flat, specs, merged)
+                if general is not None:
+                    if (in_tree, general) in self._programs:
+                        return general  # an earlier relaxed trace covers these sizes
+                    candidates.append(general)
+        # Otherwise the most general one: fewer traces later.
+        return max(candidates, key=_open_sizes, default=None)
 
     def get_concrete_function(self, *args, **kwargs) -> ConcreteFunction:
         """The function specialised to these arguments: TensorSpecs (or tensors, taken as their
@@ -234,7 +277,7 @@ class Function:
             box: dict = {}
             pure = self._pure(flat, in_tree, specs, variables, box)
             var_vals = [v._value for v in variables]
-            dyn_vals = [_value(x) for x, s in zip(flat, specs, strict=True) if s[0] == "dyn"]
+            dyn_vals = _tracing_values(flat, specs)
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
                 traced = jax.jit(pure).trace(var_vals, dyn_vals)
@@ -260,7 +303,16 @@ class Function:
                 "on every trace."
             )
         self._may_create_variables = False
-        if marked:
+        if any(s[0] == "dyn" and None in s[1] for s in specs):
+            # Symbolic sizes: one program per concrete size, specialised from this one trace.
+            for v in marked:
+                self._globals[id(v)] = v
+            jitted = jax.jit(
+                _lift_marked(traced.jaxpr, len(variables), len(marked), symbolic.specialise)
+            )
+            variables = [*variables, *marked]
+            compiled = None
+        elif marked:
             # Variables the trace discovered (globals the function closes over) became
             # constants behind a marker; make them inputs instead, so this one trace serves
             # every later call with the Variables' current values.
@@ -346,7 +398,8 @@ class Function:
         dyn_args = [x for x, s in zip(flat, specs, strict=True) if s[0] == "dyn"]
         dyn_vals = [_value(x) for x in dyn_args]
         var_vals = [v._value for v in prog.variables]
-        outs, new_vars = prog.compiled(var_vals, dyn_vals)
+        run = prog.jitted if prog.compiled is None else prog.compiled
+        outs, new_vars = run(var_vals, dyn_vals)
         if state.recorders and not state.paused:
             out_tensors = self._record_call(prog, dyn_args, outs)
         else:
@@ -385,9 +438,10 @@ class ConcreteFunction:
         self._flat = [as_spec(x) for x in flat]
         self._spec_positions = [i for i, x in enumerate(self._flat) if isinstance(x, TensorSpec)]
         self.structured_input_signature = tree_util.tree_unflatten(self._tree, self._flat)
-        if all(self._flat[i].is_fully_defined() for i in self._spec_positions):
+        if all(self._flat[i].shape is not None for i in self._spec_positions):
+            # Traced now, as TF does (with symbolic sizes for `None` dimensions).
             args_, kwargs_ = self.structured_input_signature
-            function._program_for(args_, kwargs_)  # trace now, as TF does
+            function._program_for(args_, kwargs_, signature=self._flat)
 
     def __call__(self, *args, **kwargs):
         given, _ = tree_util.tree_flatten((args, kwargs), is_leaf=_is_leaf)
@@ -404,12 +458,14 @@ class ConcreteFunction:
                 raise _binding_error(v, spec, args, kwargs, f"{specs!r}")
             flat[i] = t
         call_args, call_kwargs = tree_util.tree_unflatten(self._tree, flat)
-        return self.function._call_bound(call_args, call_kwargs)
+        return self.function._call_bound(call_args, call_kwargs, signature=self._flat)
 
 
-def _lift_marked(closed, n_vars, n_marked):
+def _lift_marked(closed, n_vars, n_marked, evaluator=None):
     """`closed` (the trace of `pure`) as a function of `(var_vals, dyn_vals)` whose `var_vals`
-    also hold the `n_marked` Variables it read as marked constants (after the first `n_vars`)."""
+    also hold the `n_marked` Variables it read as marked constants (after the first `n_vars`).
+    `evaluator(jaxpr, consts)` makes the function that runs the program (symbolic sizes need
+    `symbolic.specialise`)."""
     jaxpr = closed.jaxpr
     marks = [None] * n_marked
     eqns = []
@@ -430,12 +486,72 @@ def _lift_marked(closed, n_vars, n_marked):
         debug_info=jaxpr.debug_info.with_unknown_names(),
     )
     consts = [closed.consts[i] for i in kept]
+    if evaluator is None:
+        run = functools.partial(_jax.core.eval_jaxpr, body, consts)
+    else:
+        run = evaluator(body, consts)
 
     def program(var_vals, dyn_vals):
-        outs = _jax.core.eval_jaxpr(body, consts, *var_vals, *dyn_vals)
+        outs = run(*var_vals, *dyn_vals)
         return outs[: len(outs) - len(var_vals)], outs[len(outs) - len(var_vals) :]
 
     return program
+
+
+# A signature whose symbolic trace failed: each concrete size is traced on its own.
+_PER_SIZE = object()
+
+
+def _general_specs(flat, specs, signature):
+    """`specs` with the sizes a signature leaves open (`None`) as None, or None when no
+    argument is bound to such a dimension (or one of those sizes is 0, which the symbolic
+    trace assumes away)."""
+    if signature is None or len(signature) != len(flat):
+        return None
+    general, opened = [], False
+    for x, s, spec in zip(flat, specs, signature, strict=True):
+        dims = getattr(spec, "_shape", None)
+        if s[0] != "dyn" or not isinstance(spec, TensorSpec) or dims is None or None not in dims:
+            general.append(s)
+            continue
+        if isinstance(x, TensorSpec):
+            if x._shape is None or len(x._shape) != len(dims):
+                return None
+        elif 0 in tuple(x.shape):
+            return None
+        general.append(("dyn", dims, s[2]))
+        opened = True
+    return tuple(general) if opened else None
+
+
+def _open_sizes(specs) -> int:
+    return sum(s[1].count(None) for s in specs if s[0] == "dyn")
+
+
+def _merge(earlier, spec):
+    """The spec that covers both (a TensorSpec with `None` where the sizes differ), the static
+    spec where both are the same, or None where no one trace serves both."""
+    if earlier == spec:
+        return TensorSpec(spec[1], spec[2]) if spec[0] == "dyn" else spec
+    if earlier[0] != "dyn" or spec[0] != "dyn" or earlier[2] != spec[2]:
+        return None
+    if len(earlier[1]) != len(spec[1]):
+        return None
+    dims = [a if a == b else None for a, b in zip(earlier[1], spec[1], strict=True)]
+    return TensorSpec(dims, spec[2])
+
+
+def _tracing_values(flat, specs):
+    """What the trace sees for each tensor argument: its shape and dtype, with a symbolic size
+    for each `None` of its spec."""
+    dyn = [(x, s) for x, s in zip(flat, specs, strict=True) if s[0] == "dyn"]
+    if not any(None in s[1] for _, s in dyn):
+        return [_value(x) for x, _ in dyn]
+    shapes = symbolic.symbolic_shapes([s[1] for _, s in dyn])
+    return [
+        jax.ShapeDtypeStruct(shape, np.dtype(s[2])) if None in s[1] else _value(x)
+        for (x, s), shape in zip(dyn, shapes, strict=True)
+    ]
 
 
 def _value(x):
@@ -471,8 +587,10 @@ def function(
         parameter: calls must match (a None dimension matches any size), Python numbers are
         converted to the spec's dtype, and anything else raises TF's TypeError.
       jit_compile, experimental_compile: accepted; every program is XLA-compiled here.
-      reduce_retracing, experimental_relax_shapes: accepted. XLA needs static shapes, so each
-        new concrete shape still gets its own program (and Python trace).
+      reduce_retracing, experimental_relax_shapes: a second size of a tensor argument (same
+        rank) traces once more with `None` there, which then serves every size, as in TF.
+        A `None` dimension is traced once with a symbolic size; each concrete size gets its
+        own XLA program from that trace (`transforms/tf/symbolic.py`).
       autograph: convert Python control flow on tensors (True, the default) or not.
 
     Example:

@@ -7,6 +7,7 @@ closed over. Python scalars and lists take the dtype of the tensor they meet, as
 from __future__ import annotations
 
 import builtins
+import math
 
 import jax
 import jax.numpy as jnp
@@ -323,12 +324,21 @@ def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=np.f
 # --- shapes and structure -------------------------------------------------------------------------
 
 
+def _size_value(d, dtype):
+    # A symbolic size (a `None` of tf.function's input_signature) becomes a value of the
+    # program; a known one a constant.
+    return jnp.asarray(d).astype(dtype) if jax.export.is_symbolic_dim(d) else np.asarray(d, dtype)
+
+
 def shape(input, out_type=np.int32, name=None):
-    return Tensor(jnp.asarray(_t(input).shape, dtype=out_type))
+    dims = _t(input).shape
+    if not any(jax.export.is_symbolic_dim(d) for d in dims):
+        return Tensor(jnp.asarray(dims, dtype=out_type))
+    return Tensor(jnp.stack([_size_value(d, out_type) for d in dims]))
 
 
 def size(input, out_type=np.int32, name=None):
-    return Tensor(jnp.asarray(int(np.prod(_t(input).shape)), dtype=out_type))
+    return Tensor(jnp.asarray(_size_value(math.prod(_t(input).shape), out_type)))
 
 
 def rank(input, name=None):

@@ -23,10 +23,19 @@ DType = np.dtype
 
 
 class TensorShape(tuple):
-    """A tuple of dimensions that prints like TF's and has `as_list()` and `rank`."""
+    """A tuple of dimensions that prints like TF's and has `as_list()` and `rank`. A size that
+    a `tf.function` signature leaves open (`None`) is symbolic while tracing: it computes like a
+    number and shows as None, as in TF."""
 
     def as_list(self):
-        return list(self)
+        return [None if jax.export.is_symbolic_dim(d) else d for d in self]
+
+    def __repr__(self):
+        return f"TensorShape({self.as_list()})"
+
+    def __str__(self):
+        dims = ", ".join(str(d) for d in self.as_list())
+        return f"({dims},)" if len(self) == 1 else f"({dims})"
 
     @property
     def rank(self):
