@@ -54,6 +54,28 @@ def mathjax_script() -> bytes:
     return (pathlib.Path(mathjax.__file__).parent / "static/mathjax/es5/tex-svg.js").read_bytes()
 
 
+DISPLAY_MATH = re.compile(r"(?<!\\)\$\$(.+?)\$\$", re.S)
+
+
+def isolate_display_math(source: str) -> str:
+    """`source` with each `$$...$$` formula in a paragraph of its own.
+
+    Jupyter typesets `$$` formulas that sit inside a paragraph as display math; the site's
+    Markdown (pymdownx.arithmatex) does so only for a formula that is its own paragraph, and
+    would show the rest as inline math between stray dollar signs. The formula keeps its line's
+    indentation, so one inside a list item stays in the item."""
+
+    def block(m):
+        line = source[source.rfind("\n", 0, m.start()) + 1 : m.start()]
+        indent = line[: len(line) - len(line.lstrip())]
+        return f"\n\n{indent}{m.group(0)}\n\n{indent}"
+
+    out = DISPLAY_MATH.sub(block, source)
+    out = re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", out)  # at most one blank line
+    out = re.sub(r"\n[ \t]+\n", "\n\n", out)
+    return out.strip("\n") + ("\n" if source.endswith("\n") else "")
+
+
 def tidy_outputs(nb) -> None:
     """Merge each cell's consecutive stream outputs and drop their trailing blank lines."""
     for cell in nb.cells:
@@ -122,6 +144,9 @@ def notebook_to_markdown(path: pathlib.Path, execute: bool) -> tuple[str, dict[s
             else:
                 os.environ["MPLBACKEND"] = env_backend
     tidy_outputs(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = isolate_display_math(cell.source)
     exporter = MarkdownExporter()
     body, resources = exporter.from_notebook_node(
         nb, resources={"output_files_dir": f"{path.stem}_files", "unique_key": path.stem}

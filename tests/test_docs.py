@@ -49,6 +49,11 @@ def test_mkdocs_build_strict(tmp_path):
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         page = site / "tutorials" / nb.stem / "index.html"
         assert page.exists(), f"{nb.name} was not rendered"
+        # Display formulas are typeset as display math, not inline math between stray `$`s.
+        html = page.read_text()
+        assert not re.search(r'\$<span class="arithmatex">|</span>\$', html), nb.name
+        if "$$" in nb.read_text():
+            assert '<div class="arithmatex">' in html, nb.name
     api = (site / "api" / "index.html").read_text()
     assert "value_and_grad" in api and "Example" in api  # docstrings made it in
     assert 'class="mermaid"' in (site / "concepts" / "index.html").read_text()
@@ -191,3 +196,18 @@ def test_pages_use_the_tests_executed_notebook_when_it_matches(tmp_path):
     nb.cells[1].source = "print(7)"  # the committed notebook changed since the tests ran
     nbformat.write(nb, path)
     assert hooks.executed_copy(path, executed_dir) is None
+
+
+def test_display_math_becomes_its_own_paragraph():
+    sys.path.insert(0, str(DOCS))
+    try:
+        import hooks
+    finally:
+        sys.path.remove(str(DOCS))
+    source = "The rule gives\n$$f'(x) = 2x,\n\\quad g = 1.$$\nwhere $x$ is real.\n"
+    assert hooks.isolate_display_math(source) == (
+        "The rule gives\n\n$$f'(x) = 2x,\n\\quad g = 1.$$\n\nwhere $x$ is real.\n"
+    )
+    in_list = "- a formula:\n  $$x^2$$\n  and more\n"
+    assert hooks.isolate_display_math(in_list) == "- a formula:\n\n  $$x^2$$\n\n  and more\n"
+    assert hooks.isolate_display_math("no math, $x$ only") == "no math, $x$ only"
