@@ -109,15 +109,30 @@ def jax_step(kind):
     return step
 
 
-def time_step(step, n, warmup=5):
-    for _ in range(warmup):
-        _block(step())
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        _block(step())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def time_steps(steps, n, warmup=5, rounds=5):
+    """Median step time of each of `steps` (name -> step function): warmed up, then timed in
+    `rounds` interleaved rounds, so that a slow spell of a shared machine hits every row alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            _block(step())
+    # Warm means steady state: our derivative programs compile in the background from their
+    # second call (transforms.tiered), so wait for those compilations before timing.
+    tiered = sys.modules.get("transforms.tiered")
+    if tiered is not None:
+        tiered.wait()
+        for step in steps.values():
+            for _ in range(2):
+                _block(step())
+        tiered.wait()
+    times = {name: [] for name in steps}
+    per_round = max(1, n // rounds)
+    for _ in range(rounds):
+        for name, step in steps.items():
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                _block(step())
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _block(x):
@@ -153,11 +168,13 @@ def main(argv=None):
     if args.tensorflow:
         import tensorflow as tf
 
-        out = {
-            f"{k} {mode}": time_step(tf_style_step(tf, k, mode == "tf.function"), n)
-            for k in kinds
-            for mode in ("eager", "tf.function")
-        }
+        out = {}
+        for k in kinds:
+            steps = {
+                f"{k} {mode}": tf_style_step(tf, k, mode == "tf.function")
+                for mode in ("eager", "tf.function")
+            }
+            out.update(time_steps(steps, n))
         print(json.dumps(out))
         return
     theirs = tensorflow_rows(n)
@@ -166,15 +183,20 @@ def main(argv=None):
     print(
         "Keras step: batch 64, MLP 256 -> 512 (relu) -> 10 and CNN 16x16x3 -> conv16 -> pool -> "
         f"conv16 -> GAP -> 10; sparse softmax cross-entropy, SGD(momentum=0.9); median of {n} "
-        "steps after 5 warm-up steps.\n"
+        "steps after warm-up (background compilations finished), timed in 5 interleaved rounds."
+        "\n"
     )
     print("| model | step | median (ms) | vs jax.jit | vs TF same mode |")
     print("|---|---|---:|---:|---:|")
     for k in kinds:
-        base = time_step(jax_step(k), n)
+        steps = {"jax": jax_step(k)}
+        for mode in ("eager", "tf.function"):
+            steps[mode] = tf_style_step(ttf, k, mode == "tf.function")
+        medians = time_steps(steps, n)
+        base = medians["jax"]
         rows = [("jax.jit(jax.value_and_grad)", base, None)]
         for mode in ("eager", "tf.function"):
-            t = time_step(tf_style_step(ttf, k, mode == "tf.function"), n)
+            t = medians[mode]
             rows.append((f"transforms.tf.keras {mode}", t, theirs.get(f"{k} {mode}")))
         for mode in ("eager", "tf.function"):
             if f"{k} {mode}" in theirs:

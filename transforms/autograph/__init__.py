@@ -1,7 +1,8 @@
 """AutoGraph for JAX: Python control flow on traced values becomes `lax.cond` / `lax.while_loop` /
 `lax.scan`, decided per call (Python values keep Python semantics and unroll).
 
-`converter` rewrites the function's source; `runtime` holds what the rewritten code calls.
+`converter` rewrites the function's source; `runtime` holds what the rewritten code calls
+(`branches`: conditionals; `loops`: loops; `values`: what both work on).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import numpy as np
 from jax import export
 
 from .. import _jax
+from ..zeros import tangent_aval, zeros_like_aval
 
 
 class Unspecialisable(Exception):
@@ -151,7 +152,4 @@ def _custom_jvp(params, env, invals):
 
 
 def _zeros_tangent(primal):
-    aval = jax.typeof(primal).to_tangent_aval()
-    if aval.dtype == jax.dtypes.float0:
-        return np.zeros(aval.shape, jax.dtypes.float0)
-    return jax.numpy.zeros(aval.shape, aval.dtype)
+    return zeros_like_aval(tangent_aval(jax.typeof(primal)))
