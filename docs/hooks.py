@@ -30,7 +30,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 TUTORIALS = "tutorials"
-EXECUTED = ROOT / "build" / "notebooks"  # written by tests/test_notebooks.py
+# Executed notebooks written by tests/test_notebooks.py; TRANSFORMS_DOCS_EXECUTED names another
+# folder (the docs tests point it at the one notebook they execute).
+EXECUTED = ROOT / "build" / "notebooks"
 COVERAGE_MARKER = "<!-- coverage-table -->"
 MATHJAX_URI = "javascripts/mathjax/tex-svg.js"
 # matplotlib's inline backend: headless, and every `plt.show()` becomes a PNG output.
@@ -100,16 +102,38 @@ def tidy_outputs(nb) -> None:
         ]
 
 
-def executed_copy(path: pathlib.Path, executed_dir: pathlib.Path = EXECUTED):
+def executed_copy(path: pathlib.Path, executed_dir: pathlib.Path | None = None):
     """The executed notebook the tests left for `path`, if its cells are exactly `path`'s."""
     import nbformat
 
+    if executed_dir is None:
+        executed_dir = pathlib.Path(os.environ.get("TRANSFORMS_DOCS_EXECUTED", EXECUTED))
     copy = executed_dir / path.name
     if not copy.exists():
         return None
     source, executed = nbformat.read(path, as_version=4), nbformat.read(copy, as_version=4)
     cells = [(c.cell_type, c.source) for c in source.cells]
     return executed if cells == [(c.cell_type, c.source) for c in executed.cells] else None
+
+
+def execute_notebook(nb, cwd: pathlib.Path) -> None:
+    """Run `nb` in place (in `cwd`), importing this checkout, with plots as inline PNGs."""
+    from nbclient import NotebookClient
+
+    env_path = os.environ.get("PYTHONPATH", "")
+    env_backend = os.environ.get("MPLBACKEND")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), env_path])
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+        ).execute()
+    finally:
+        os.environ["PYTHONPATH"] = env_path
+        if env_backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = env_backend
 
 
 def notebook_to_markdown(path: pathlib.Path, execute: bool) -> tuple[str, dict[str, bytes]]:
@@ -124,25 +148,7 @@ def notebook_to_markdown(path: pathlib.Path, execute: bool) -> tuple[str, dict[s
     if not execute:
         nb = executed_copy(path) or nb
     if execute:
-        from nbclient import NotebookClient
-
-        env_path = os.environ.get("PYTHONPATH", "")
-        env_backend = os.environ.get("MPLBACKEND")
-        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), env_path])
-        os.environ["MPLBACKEND"] = INLINE_BACKEND
-        try:
-            NotebookClient(
-                nb,
-                timeout=600,
-                kernel_name="python3",
-                resources={"metadata": {"path": str(path.parent)}},
-            ).execute()
-        finally:
-            os.environ["PYTHONPATH"] = env_path
-            if env_backend is None:
-                os.environ.pop("MPLBACKEND", None)
-            else:
-                os.environ["MPLBACKEND"] = env_backend
+        execute_notebook(nb, path.parent)
     tidy_outputs(nb)
     for cell in nb.cells:
         if cell.cell_type == "markdown":

@@ -9,14 +9,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import linecache
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import threading
 
 import nbformat
+import numpy as np
 import pytest
 import yaml
 
@@ -32,17 +38,45 @@ def _mkdocs_env():
     return env
 
 
-def test_mkdocs_build_strict(tmp_path):
-    site = tmp_path / "site"
+# The page the browser check opens; its notebook is executed for the build, so the page has the
+# figures it would have after `tests/test_notebooks.py` ran.
+EXECUTED_TUTORIAL = "02_higher_order"
+
+
+def _hooks():
+    sys.path.insert(0, str(DOCS))
+    try:
+        import hooks
+    finally:
+        sys.path.remove(str(DOCS))
+    return hooks
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site as `mkdocs build --strict` writes it, with one tutorial executed."""
+    hooks = _hooks()
+    executed = tmp_path_factory.mktemp("executed")
+    path = ROOT / "notebooks" / f"{EXECUTED_TUTORIAL}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    hooks.execute_notebook(nb, path.parent)
+    nbformat.write(nb, executed / path.name)
+    site = tmp_path_factory.mktemp("site")
+    env = _mkdocs_env()
+    env["TRANSFORMS_DOCS_EXECUTED"] = str(executed)
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT,
-        env=_mkdocs_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-5000:]
+    return site
+
+
+def test_mkdocs_build_strict(site):
     coverage = (site / "coverage" / "index.html").read_text()
     assert "<table>" in coverage and "<code>dot_general</code>" in coverage
     assert "coverage-table" not in coverage  # the marker was replaced
@@ -69,6 +103,107 @@ def test_mkdocs_build_strict(tmp_path):
     home = (site / "index.html").read_text()
     assert "Why transforms" in home and "higher-order-tanh.png" in home
     assert (site / "higher-order-tanh.png").exists()
+
+    # The executed tutorial's page shows its outputs and figures, and the table of contents
+    # keeps a heading's math as math (material's typeset plugin), not as raw TeX.
+    files = sorted((site / "tutorials" / f"{EXECUTED_TUTORIAL}_files").glob("*.png"))
+    assert files, "the executed tutorial has no figures"
+    for png in files:
+        assert f"{EXECUTED_TUTORIAL}_files/{png.name}" in tutorial
+    assert not re.search(r'md-ellipsis">\s*[^<]*\\\(', tutorial)
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _browser():
+    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
+
+
+@contextlib.contextmanager
+def _serving(root):
+    """An HTTP server for `root` on a free port of 127.0.0.1; yields its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def _headless(browser, profile, *args):
+    # Every host but the local server is unresolvable: the page must render with no network.
+    cmd = [
+        browser,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--hide-scrollbars",
+        "--virtual-time-budget=15000",  # MathJax typesets before the page is captured
+        *args,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _grey_on_white(path):
+    from PIL import Image
+
+    rgba = np.asarray(Image.open(path).convert("RGBA"), np.float64) / 255
+    rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+    return rgb.mean(axis=-1)
+
+
+def _best_match(page, figure):
+    """Where `figure` sits in `page` (least squared difference, by FFT), and the mean absolute
+    difference of the pixels there."""
+    from scipy.signal import fftconvolve
+
+    h, w = figure.shape
+    window_sq = fftconvolve(page**2, np.ones_like(figure), mode="valid")
+    corr = fftconvolve(page, figure[::-1, ::-1], mode="valid")
+    ssd = window_sq - 2 * corr + (figure**2).sum()
+    y, x = np.unravel_index(np.argmin(ssd), ssd.shape)
+    return (y, x), float(np.abs(page[y : y + h, x : x + w] - figure).mean())
+
+
+@pytest.mark.skipif(_browser() is None, reason="needs a headless Chromium or Chrome")
+def test_a_browser_shows_the_tutorial_figures_and_typeset_math(site, tmp_path):
+    page = f"tutorials/{EXECUTED_TUTORIAL}/"
+    with _serving(site) as base:
+        dom = _headless(_browser(), tmp_path / "profile", "--dump-dom", f"{base}/{page}")
+        shot = tmp_path / "page.png"
+        _headless(
+            _browser(),
+            tmp_path / "profile",
+            "--window-size=1440,3200",
+            f"--screenshot={shot}",
+            f"{base}/{page}",
+        )
+    # MathJax (served by the site) typeset every formula as SVG: no element still holds TeX.
+    formulas = re.findall(r'class="arithmatex">\s*(.{0,40})', dom, re.S)
+    assert len(formulas) >= 10
+    raw = [f for f in formulas if not f.startswith('<mjx-container class="MathJax')]
+    assert not raw, raw
+    assert dom.count('jax="SVG"') >= len(formulas)
+    # The page's first figure appears in the screenshot pixel for pixel.
+    first = sorted((site / "tutorials" / f"{EXECUTED_TUTORIAL}_files").glob("*_0.png"))[0]
+    figure = _grey_on_white(first)
+    (y, x), difference = _best_match(_grey_on_white(shot), figure)
+    assert difference < 0.002, (first.name, (y, x), difference)
+    # A page where the image did not load (white there) would differ by far more than that.
+    assert (1 - figure).mean() > 10 * 0.002
 
 
 def test_every_notebook_is_in_the_nav():
