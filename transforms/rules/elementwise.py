@@ -207,7 +207,10 @@ def _c(x, value):
 
 
 def _one_minus_sq(x):
-    return lax.sub(_c(x, 1), lax.mul(x, x))
+    # (1 - x)(1 + x), not 1 - x*x: near |x| = 1 (tanh of a large argument) 1 - x is exact and
+    # the product keeps full relative precision, where 1 - x*x cancels to a few digits.
+    one = _c(x, 1)
+    return lax.mul(lax.sub(one, x), lax.add(one, x))
 
 
 defjvp2(P.exp_p, lambda t, out, x, **_: lax.mul(t, out))
