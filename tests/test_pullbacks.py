@@ -145,3 +145,52 @@ def test_linear_transpose_checks():
         f_t(jnp.ones(3))
     with raises(TypeError, "cotangent tree does not match function output"):
         f_t((jnp.ones(2),))
+
+
+INTEGER_LINEAR = [
+    (lambda x: 2 * x, (jnp.arange(3),)),
+    (lambda x: x + x, (jnp.arange(3, dtype=jnp.int32),)),
+    (lambda x: -x - x[::-1], (jnp.arange(4),)),
+    (lambda x: jnp.sum(x), (jnp.arange(5),)),
+    (lambda x: x.reshape(2, 2).T, (jnp.arange(4),)),
+    (lambda x: jnp.concatenate([x, 3 * x]), (jnp.arange(3),)),
+    (lambda x: x[1:], (jnp.arange(3),)),
+    (lambda x, y: x + 2 * y, (jnp.arange(3), jnp.arange(3))),
+    (lambda x: jnp.cumsum(x), (jnp.arange(4),)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(INTEGER_LINEAR)))
+def test_linear_transpose_of_an_integer_linear_map(case):
+    # JAX transposes int -> int functions with integer cotangents; so do we.
+    f, xs = INTEGER_LINEAR[case]
+    ct = jax.tree.map(lambda y: 3 * jnp.ones_like(y), f(*xs))
+    ours = T.linear_transpose(f, *xs)(ct)
+    theirs = jax.linear_transpose(f, *xs)(ct)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_linear_transpose_of_integer_maps_where_jax_gives_float0():
+    # JAX answers float0 here (its dot_general transpose and its unused inputs); the transpose
+    # of x -> M @ x over the integers is M^T, and an input nothing reaches gets integer zeros.
+    m = jnp.arange(12).reshape(3, 4)
+    (ct,) = T.linear_transpose(lambda x: m @ x, jnp.arange(4))(jnp.ones(3, int))
+    assert ct.dtype == jnp.int64 and np.array_equal(ct, m.T @ jnp.ones(3, int))
+    (ct,) = T.linear_transpose(lambda x: jnp.zeros(3, int), jnp.arange(3))(jnp.ones(3, int))
+    assert ct.dtype == jnp.int64 and np.array_equal(ct, np.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "f, x, sides",
+    [
+        (lambda x: x.astype(jnp.int32), jnp.arange(3.0), "[dtype('float64')] -> [dtype('int32')]"),
+        (lambda x: x.astype(jnp.float32), jnp.arange(3), "[dtype('int64')] -> [dtype('float32')]"),
+    ],
+)
+def test_linear_transpose_between_floats_and_integers_raises_jax_error(f, x, sides):
+    with pytest.raises(TypeError) as ours:
+        T.linear_transpose(f, x)
+    with pytest.raises(TypeError) as theirs:
+        jax.linear_transpose(f, x)
+    assert str(theirs.value) in str(ours.value) and sides in str(ours.value)

@@ -269,19 +269,33 @@ def linear_transpose(fun: Callable, *primals, reduce_axes=()):
     """
     del reduce_axes
     flat, in_tree = _flatten_args(primals)
-    for x in flat:
-        if not _is_differentiable(x):
-            raise TypeError(
-                f"linear_transpose only supports [float or complex] -> [float or complex], and "
-                f"integer -> integer functions, but got {_dtype(x).name} input."
-            )
     closed, out_tree = trace_flat(fun, in_tree, _avals(flat))
+    _check_linear_transpose_dtypes(
+        [_dtype(x) for x in flat], [v.aval.dtype for v in closed.jaxpr.outvars]
+    )
     from .partial_eval import partial_eval
 
     split = partial_eval(closed, [True] * len(flat))
     out_avals = [v.aval for v in closed.jaxpr.outvars]
     return pullbacks.transposed_function(
         split, in_tree, out_tree, out_avals, [jax.typeof(x) for x in flat]
+    )
+
+
+def _check_linear_transpose_dtypes(in_dtypes, out_dtypes):
+    # JAX's rule: floats to floats (a real or complex vector space), or integers to integers
+    # (a linear map of integer arrays, transposed with integer cotangents).
+    def all_of(kind, ds):
+        return all(dtypes.issubdtype(d, kind) for d in ds)
+
+    if (all_of(np.inexact, in_dtypes) and all_of(np.inexact, out_dtypes)) or (
+        all_of(np.integer, in_dtypes) and all_of(np.integer, out_dtypes)
+    ):
+        return
+    raise TypeError(
+        "linear_transpose only supports [float or complex] -> [float or complex], and integer "
+        f"-> integer functions, but got {list(in_dtypes)} -> {list(out_dtypes)}. Cast the "
+        "inputs or outputs so that both sides are floating point (or both integer)."
     )
 
 

@@ -224,6 +224,11 @@ class TransposedFunction:
         cts = [c for c, u in zip(ct_flat, self.split.out_unknowns, strict=True) if u]
         mask = [False] * n_res + [True] * len(self.in_avals)
         cts_in = backward_pass(self.split.linear, [], residuals, mask, cts)
+        # An integer input's cotangent is an integer array (int -> int transposes), not float0.
+        cts_in = [
+            zeros_like_aval(aval) if type(c) is Zero and c.aval.dtype != aval.dtype else c
+            for c, aval in zip(cts_in, self.in_avals, strict=True)
+        ]
         return tree_util.tree_unflatten(self.in_tree, [_materialize(c) for c in cts_in])
 
 
