@@ -464,3 +464,45 @@ def test_library_functions_and_lax_control_flow_on_the_path(x):
     assert_tree_allclose(T.grad(f)(x), jax.grad(f)(x), what="grad")
     if x[0] > 0.2:  # one point is enough for the Hessian (it compiles many batched ops)
         assert_tree_allclose(T.hessian(f)(x), jax.hessian(f)(x), what="hessian")
+
+
+def test_only_values_a_decision_needs_are_computed_while_tracing(monkeypatch):
+    # The concrete trace computes a value when a branch (or int(), a shape) asks for it: the
+    # fifty operations after the branch only go into the jaxpr.
+    from transforms import concrete
+
+    applied = []
+    original = concrete._apply
+    monkeypatch.setattr(
+        concrete, "_apply", lambda p, *rest: applied.append(p.name) or original(p, *rest)
+    )
+
+    def f(x):
+        if x > 0:
+            y = x
+        else:
+            y = -x
+        for _ in range(50):
+            y = jnp.sin(y) * 1.01
+        return y
+
+    def g(x):
+        y = x
+        for _ in range(50):
+            y = jnp.sin(y) * 1.01
+        return y
+
+    assert float(T.grad(f)(0.7)) == pytest.approx(float(jax.grad(g)(0.7)), rel=1e-12)
+    assert len(applied) == 1, applied  # x > 0 (jnp's comparison, one jit application)
+
+
+def test_a_decision_at_the_end_of_a_long_chain_is_computed_without_recursion():
+    # 20,000 operations before the branch: their values are computed in one iterative sweep
+    # (a recursive one would overflow Python's stack).
+    def f(x):
+        y = x
+        for _ in range(20_000):
+            y = y + 1e-4
+        return y * 3.0 if y > 1.5 else y * 5.0
+
+    assert float(T.grad(f)(0.1)) == 3.0 and float(T.grad(f)(-1.0)) == 5.0

@@ -63,14 +63,30 @@ def _record(kind: str, tracer, value) -> None:
 
 
 class ConcreteTracer(_core.Tracer):
-    """A traced value together with its concrete value (`None` where it has none)."""
+    """A traced value together with its concrete value (`None` where it has none).
 
-    __slots__ = ("concrete", "symbolic")
+    The concrete value is computed when first asked for (a branch, `int()`, a shape JAX needs),
+    not when the operation is traced: most values of a traced function only feed the jaxpr,
+    and computing them op by op would double the cost of every call.
+    """
 
-    def __init__(self, trace, concrete, symbolic):
+    __slots__ = ("_value", "_node", "_index", "symbolic")
+
+    def __init__(self, trace, concrete, symbolic, node=None, index=0):
         super().__init__(trace, jax.typeof(symbolic))
-        self.concrete = concrete
+        # `concrete` may itself be a ConcreteTracer (of an inner or outer concrete trace): its
+        # value, resolved on demand.
+        self._value, self._node, self._index = concrete, node, index
         self.symbolic = symbolic
+
+    @property
+    def concrete(self):
+        if self._node is not None:
+            self._value = _evaluate(self._node)[self._index]
+            self._node = None
+        while isinstance(self._value, ConcreteTracer):
+            self._value = self._value.concrete
+        return self._value
 
     def to_concrete_value(self):
         # JAX's own queries (`concrete_or_error`, `is_concrete`) see the value, as they see a
@@ -138,6 +154,67 @@ _default_bind_params = _core.Primitive.get_bind_params
 _EFFECTS_ONCE = frozenset({"debug_callback", "debug_print"})
 
 
+class _Application:
+    """One primitive applied to concrete values not computed yet: its outputs, once asked for."""
+
+    __slots__ = ("primitive", "params", "sources", "n_outs", "outs")
+
+    def __init__(self, primitive, params, sources, n_outs):
+        self.primitive, self.params, self.sources = primitive, params, sources
+        self.n_outs = n_outs
+        self.outs = None
+
+
+def _pending_inputs(node):
+    return [
+        s._node
+        for s in node.sources
+        if isinstance(s, ConcreteTracer) and s._node is not None and s._node.outs is None
+    ]
+
+
+def _evaluate(node: _Application) -> list:
+    """The concrete outputs of `node`, evaluating the applications it depends on first.
+
+    Iterative (an explicit stack), so a chain of 100,000 operations does not overflow Python's.
+    """
+    stack = [node]
+    while stack:
+        top = stack[-1]
+        if top.outs is not None:
+            stack.pop()
+            continue
+        pending = _pending_inputs(top)
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        concretes = [_resolve(s) for s in top.sources]
+        top.outs = _apply(top.primitive, top.params, concretes, top.n_outs)
+        top.sources = None  # the inputs may now be freed
+    return node.outs
+
+
+def _resolve(source):
+    return source.concrete if isinstance(source, ConcreteTracer) else source
+
+
+def _apply(primitive, params, concretes, n_outs) -> list:
+    """`primitive` on concrete values, eagerly: a list of outputs (None where unknown)."""
+    if any(c is None for c in concretes):
+        return [None] * n_outs
+    # Eagerly, whichever trace is current (a caller may bind into us directly).
+    with _core.set_current_trace(_core.eval_trace):
+        if all(type(c) in _EAGER_TYPES for c in concretes) and (
+            type(primitive).get_bind_params is _default_bind_params
+        ):
+            # on device arrays `bind` only re-checks what tracing checked
+            out = primitive.impl(*concretes, **params)
+        else:
+            out = primitive.bind(*concretes, **params)
+    return list(out) if primitive.multiple_results else [out]
+
+
 class ConcreteTrace(_core.Trace):
     """Binds each primitive twice: on the concrete values, and into `parent` (the jaxpr)."""
 
@@ -148,8 +225,10 @@ class ConcreteTrace(_core.Trace):
         self.parent = parent
 
     def _split(self, x):
+        """(concrete source, symbolic value) of an operand: the source is a tracer of this
+        trace (its value computed when needed) or a value."""
         if isinstance(x, ConcreteTracer) and x._trace is self:
-            return x.concrete, x.symbolic
+            return x, x.symbolic
         # A constant, or a value closed over from an enclosing transform: the jaxpr holds it as
         # a constant (an outer tracer becomes a constant of an outer-traced program).
         return concrete_value(x), x
@@ -159,26 +238,15 @@ class ConcreteTrace(_core.Trace):
 
     def process_primitive(self, primitive, tracers, params, /):
         pairs = [self._split(t) for t in tracers]
-        concretes = [c for c, _ in pairs]
         with _core.set_current_trace(self.parent):
             symbolic_out = primitive.bind(*(s for _, s in pairs), **params)
-        if any(c is None for c in concretes) or primitive.name in _EFFECTS_ONCE:
-            concrete_out = None
+        outs = symbolic_out if primitive.multiple_results else [symbolic_out]
+        if primitive.name in _EFFECTS_ONCE:
+            wrapped = [self._wrap(None, s) for s in outs]
         else:
-            # Eagerly, whichever trace is current (a caller may bind into us directly).
-            with _core.set_current_trace(_core.eval_trace):
-                if all(type(c) in _EAGER_TYPES for c in concretes) and (
-                    type(primitive).get_bind_params is _default_bind_params
-                ):
-                    # on device arrays `bind` only re-checks what tracing checked
-                    concrete_out = primitive.impl(*concretes, **params)
-                else:
-                    concrete_out = primitive.bind(*concretes, **params)
-        if primitive.multiple_results:
-            if concrete_out is None:
-                concrete_out = [None] * len(symbolic_out)
-            return [self._wrap(c, s) for c, s in zip(concrete_out, symbolic_out, strict=True)]
-        return self._wrap(concrete_out, symbolic_out)
+            node = _Application(primitive, params, [c for c, _ in pairs], len(outs))
+            wrapped = [ConcreteTracer(self, None, s, node, i) for i, s in enumerate(outs)]
+        return wrapped if primitive.multiple_results else wrapped[0]
 
     def process_call(self, call_primitive, f, tracers, params, /):
         del call_primitive, params  # inlined: the jaxpr records the body's operations
