@@ -345,6 +345,58 @@ def error_return_in_tensor_loop_and_missing_return(tf):
 
 
 @program
+def helpers_are_converted_too(tf):
+    # TF's AutoGraph converts the user functions a converted function calls, methods included.
+    def clip(x, hi):
+        if x > hi:
+            return hi
+        return x
+
+    def count_halvings(x):
+        n = 0
+        while x > 1.0:
+            x = x / 2.0
+            n += 1
+        return n
+
+    def summary(y):
+        return clip(tf.reduce_sum(y), 5.0), count_halvings(tf.reduce_max(tf.abs(y)))
+
+    class Scaler(tf.Module):
+        def scale(self, x):
+            if tf.reduce_sum(x) > 0:
+                return x * 2.0
+            return x * -1.0
+
+    scaler = Scaler()
+
+    @tf.function
+    def f(x):
+        return summary(scaler.scale(x))
+
+    inputs = ([1.0, 2.0], [-3.0, 0.5], [0.1, 0.1])
+    return [f(tf.constant(v)) for v in inputs] + [f.experimental_get_tracing_count()]
+
+
+@program
+def gradient_through_converted_helper(tf):
+    def act(x):
+        if x > 0:
+            return x * x
+        return -3.0 * x
+
+    w = tf.Variable(2.0)
+
+    @tf.function
+    def g(x):
+        with tf.GradientTape() as tape:
+            y = act(w * x)
+        return y, tape.gradient(y, w)
+
+    return [g(tf.constant(v)) for v in (1.5, -1.5)] + [g.experimental_get_tracing_count()]
+
+
+@program
 def loop_variable_defined_inside(tf):
     @tf.function
     def f(n):
@@ -825,3 +877,49 @@ def test_branch_and_loop_errors_name_the_variable():
 
     with pytest.raises(NotImplementedError, match="return statement cannot be placed"):
         jax.jit(T.autograph(return_in_traced_loop))(jnp.ones(2))
+
+
+def _sign_of(x):
+    if x > 0:
+        return 1.0
+    return -1.0
+
+
+def _scaled(x):
+    return _sign_of(x) * jnp.sqrt(jnp.abs(x))  # a helper calling a helper
+
+
+def test_called_functions_are_converted_recursively():
+    @T.autograph
+    def f(x):
+        return _scaled(x) + 1.0
+
+    for x in (4.0, -9.0):
+        expected = jnp.sign(x) * jnp.sqrt(jnp.abs(x)) + 1.0
+        assert float(jax.jit(f)(x)) == pytest.approx(float(expected))
+        assert float(jax.jit(T.grad(f))(x)) == pytest.approx(0.5 / np.sqrt(abs(x)))
+    assert np.allclose(jax.vmap(f)(jnp.array([4.0, -9.0])), [3.0, -2.0])
+
+
+def test_library_functions_lambdas_and_objects_are_called_as_they_are():
+    from transforms.autograph import calls
+
+    assert calls.callee(jnp.sin, True) is jnp.sin  # a library's function
+    assert calls.callee(np.mean, True) is np.mean
+    assert calls.callee(T.grad, True) is T.grad  # this package's
+    lam = lambda x: x  # noqa: E731 - lambdas cannot be converted: run as they are
+    assert calls.callee(lam, True) is lam
+    assert calls.callee(_sign_of, True).__autograph_converted__
+
+    class Layer:
+        def __call__(self, x):
+            return _sign_of(x)
+
+    layer = Layer()
+    assert calls.callee(layer, True) is layer  # a callable object (a Keras layer): as it is
+    method = calls.callee(Layer().__call__, True)  # a bound method of user code: converted
+    assert method.__func__.__autograph_converted__
+
+    namespace = {"jnp": jnp}
+    exec("def no_source(x):\n    return x + 1\n", namespace)  # noqa: S102
+    assert calls.callee(namespace["no_source"], True) is namespace["no_source"]

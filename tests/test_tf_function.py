@@ -89,11 +89,9 @@ def test_tape_outside_differentiates_a_function_call():
 
 
 def test_python_bool_of_a_traced_tensor_says_what_to_do():
-    # AutoGraph converts the decorated function's own `if`; a helper's `if` is not converted.
-    def helper(x):
-        if x > 0:
-            return x
-        return -x
+    # AutoGraph converts the decorated function's `if` and its `def` helpers' (below); a
+    # lambda's conditional expression is not converted, and the error says what to do.
+    helper = lambda x: x if x > 0 else -x  # noqa: E731
 
     @tf.function
     def f(x):

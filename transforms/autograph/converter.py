@@ -36,6 +36,14 @@ class ConversionError(ValueError):
 
 
 _AG = "ag__"
+# Builtins called as they are: nothing to convert, and some (locals, super, vars) need the
+# caller's frame. `range` stays visible to the `for` conversion.
+_CALLED_AS_IS = frozenset(
+    "range len isinstance issubclass super locals globals vars eval exec dir type int float "
+    "bool complex str bytes list tuple dict set frozenset zip enumerate min max abs sum any all "
+    "map filter sorted reversed hasattr getattr setattr delattr id iter next repr round divmod "
+    "callable hash object print set_loop_options".split()
+)
 _RET, _DO_RET = "ag__retval", "ag__do_return"
 
 # --------------------------------------------------------------------------------------------------
@@ -473,13 +481,26 @@ class _Functionalize(ast.NodeTransformer):
 
     def visit_Call(self, node):
         self.generic_visit(node)
-        if self.convert_print and isinstance(node.func, ast.Name) and node.func.id == "print":
+        func = node.func
+        if self.convert_print and isinstance(func, ast.Name) and func.id == "print":
             return ast.copy_location(
-                ast.Call(
-                    func=_attr("print_"), args=[node.func, *node.args], keywords=node.keywords
-                ),
+                ast.Call(func=_attr("print_"), args=[func, *node.args], keywords=node.keywords),
                 node,
             )
+        if (
+            (isinstance(func, ast.Name) and func.id in _CALLED_AS_IS)
+            or _callee_name(func) == "range"  # builtins.range or tf.range: see visit_For
+            or (
+                isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and func.value.id == _AG
+            )
+        ):
+            return node
+        # The callee is converted too when it is user code (calls.py decides, per call).
+        node.func = ast.copy_location(
+            _call(_attr("callee"), func, _const(self.convert_print)), func
+        )
         return node
 
 

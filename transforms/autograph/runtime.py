@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from .branches import and_, if_exp, if_stmt, not_, or_
+from .calls import callee
 from .loops import TracedRange, for_stmt, range_, set_loop_options, while_stmt
 from .values import Undefined, UndefinedReturn, is_traced, ret, unwrap
 
@@ -27,6 +28,7 @@ __all__ = [
     "Undefined",
     "UndefinedReturn",
     "and_",
+    "callee",
     "for_stmt",
     "if_exp",
     "if_stmt",

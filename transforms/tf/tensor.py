@@ -178,8 +178,9 @@ class Tensor(ArrayTyped):
             raise TypeError(
                 "Using a symbolic tensor as a Python bool inside tf.function is not supported "
                 "here: AutoGraph converts the `if`/`while`/`for` statements of the decorated "
-                "function itself, not those of the functions it calls, nor `bool()` calls "
-                "(decorate the helper with transforms.autograph, or use tf.cond / tf.where)."
+                "function and of the Python functions it calls (defined with `def`, from a "
+                "source file), not lambdas, library code or `bool()` calls. Use tf.cond / "
+                "tf.where, or move the branch into a `def` function."
             )
         if self._value.shape != ():
             raise ValueError(
