@@ -397,6 +397,54 @@ def gradient_through_converted_helper(tf):
 
 
 @program
+def tape_inside_function_through_converted_loops(tf):
+    # The tape records each converted loop as one op and differentiates through it (TF's tape
+    # does so through tf.while_loop): a data-dependent while, a for over rows, a tf.range loop.
+    w = tf.Variable(0.9)
+
+    @tf.function
+    def grow(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            h = x
+            n = 0
+            while h < 10.0:
+                h = h * w + x
+                n += 1
+            y = h * h
+        return y, n, tape.gradient(y, [x, w])
+
+    @tf.function
+    def rows(xs):
+        with tf.GradientTape() as tape:
+            s = tf.constant(0.0)
+            for row in xs:
+                if tf.reduce_sum(row) > 4.0:
+                    s = s + tf.reduce_sum(row * w)
+        return s, tape.gradient(s, w)
+
+    @tf.function
+    def power(x, n):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            acc = x
+            for _ in tf.range(n):
+                acc = acc * x
+            out = acc * w
+        return out, tape.gradient(out, x), tape.gradient(out, w)
+
+    table = tf.constant([[1.0, 2.0], [3.0, 4.0], [0.5, 0.5]])
+    return [
+        grow(tf.constant(2.0)),
+        grow(tf.constant(3.0)),
+        rows(table),
+        power(tf.constant(1.5), tf.constant(3)),
+        power(tf.constant(0.5), tf.constant(0)),
+        [f.experimental_get_tracing_count() for f in (grow, rows, power)],
+    ]
+
+
+@program
 def loop_variable_defined_inside(tf):
     @tf.function
     def f(n):

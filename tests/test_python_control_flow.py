@@ -433,6 +433,25 @@ def test_function_seen_branching_is_traced_once_per_call():
     assert len(runs) == 2 + 3 + 3  # ours: once per call from then on; JAX's: once per call
 
 
+def test_a_new_closure_of_code_seen_branching_is_traced_once():
+    # A loss defined anew on every step shares its code with the previous ones: no failed
+    # abstract attempt on its first call either.
+    runs = []
+
+    def make_loss(scale):
+        def loss(x):
+            runs.append(1)
+            return jnp.sin(x) * scale if x > 0 else -x * scale
+
+        return loss
+
+    T.grad(make_loss(1.0))(1.0)
+    assert len(runs) == 2  # the abstract attempt, then the path
+    for scale in (2.0, 3.0):
+        assert_tree_allclose(T.grad(make_loss(scale))(1.0), scale * jnp.cos(1.0))
+    assert len(runs) == 2 + 2
+
+
 def test_a_path_runs_op_by_op_first_and_compiles_when_it_comes_back():
     def f(x):
         return jnp.sin(x) * 3.0625 if x > 0 else x  # a constant no other test uses

@@ -390,18 +390,29 @@ def _user_function(fun):
     return fun
 
 
+def _branching_keys(fun):
+    # The function, and its code: a closure made anew for each call (a loss defined inside a
+    # training step) shares its code with the ones before it.
+    code = getattr(fun, "__code__", None)
+    return (fun,) if code is None else (fun, code)
+
+
 def _seen_branching(fun) -> bool:
-    try:
-        return fun in _branching
-    except TypeError:  # not weakly referenceable or not hashable
-        return False
+    for key in _branching_keys(fun):
+        try:
+            if key in _branching:
+                return True
+        except TypeError:  # not weakly referenceable or not hashable
+            pass
+    return False
 
 
 def _mark_branching(fun) -> None:
-    try:
-        _branching[fun] = True
-    except TypeError:
-        pass
+    for key in _branching_keys(fun):
+        try:
+            _branching[key] = True
+        except TypeError:
+            pass
 
 
 def trace_flat(fun, in_tree, args_flat):

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax, tree_util
 
+from . import taped
 from .branches import (
     and_,
     if_stmt,
@@ -174,16 +175,19 @@ def _for_range(rng, extra_test, body, get_state, set_state, names, live, opts, w
 def _for_array(xs, extra_test, body, get_state, set_state, names, live, where, has_return):
     if has_return:
         raise NotImplementedError(_RETURN_IN_LOOP)
-    _no_tape("for", where)
     tensor, _ = tf_types()
     as_tensor = isinstance(xs, tensor)
     xs_value = unwrap(xs)
     if xs_value.ndim == 0:
         raise TypeError(f"Cannot iterate over a scalar (the `for` at {where}).")
     st = State(get_state, set_state, names, live)
-    carry = _Carry(st, where, "loop")
 
-    def attempt():
+    def run():
+        carry = _Carry(st, where, "loop")
+        final = carry.run(lambda: attempt(carry))
+        st.set(carry.rebuild(final, outside=True))
+
+    def attempt(carry):
         init = carry.start(st.get(), lambda: body(wrap(xs_value[0], as_tensor)))
 
         def step(state, x):
@@ -206,27 +210,34 @@ def _for_array(xs, extra_test, body, get_state, set_state, names, live, where, h
         final, _ = lax.scan(step, init_carry, xs_value)
         return final if extra_test is None else final[1:]
 
-    final = carry.run(attempt)
-    st.set(carry.rebuild(final, outside=True))
+    _run_or_record(st, run, "for", where)
 
 
-def _no_tape(kind, where):
-    if tape_recording():
+def _run_or_record(st, run, kind, where):
+    """Run the traced loop; under a recording GradientTape (inside tf.function), as one op of
+    the tape (taped.py), so that the tape's gradient differentiates through it."""
+    if not tape_recording():
+        return run()
+    if not taped.supported():
         raise NotImplementedError(
-            f"A GradientTape recording inside tf.function cannot see into the converted `{kind}` "
-            f"loop at {where} (its condition is a tensor). Put the tape around the call of the "
-            "tf.function instead: it differentiates the whole compiled program, loops included."
+            f"A ForwardAccumulator inside tf.function cannot see into the converted `{kind}` "
+            f"loop at {where} (its condition is a tensor). Put the accumulator around the call "
+            "of the tf.function instead: it differentiates the whole compiled program."
         )
+    taped.record_loop(st, run)
 
 
 def _traced_loop(test, body, get_state, set_state, names, live, limit, where, has_return, kind):
     if has_return:
         raise NotImplementedError(_RETURN_IN_LOOP)
-    _no_tape(kind, where)
     st = State(get_state, set_state, names, live)
-    carry = _Carry(st, where, "loop")
 
-    def attempt():
+    def run():
+        carry = _Carry(st, where, "loop")
+        final = carry.run(lambda: attempt(carry))
+        st.set(carry.rebuild(final, outside=True))
+
+    def attempt(carry):
         init = carry.start(st.get(), body)
 
         def pred(values):
@@ -251,8 +262,7 @@ def _traced_loop(test, body, get_state, set_state, names, live, limit, where, ha
         final, _ = lax.scan(scan_step, (jnp.asarray(True), *init), None, length=int(limit))
         return final[1:]
 
-    final = carry.run(attempt)
-    st.set(carry.rebuild(final, outside=True))
+    _run_or_record(st, run, kind, where)
 
 
 class _Retrace(Exception):

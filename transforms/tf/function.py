@@ -281,11 +281,14 @@ class Function:
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
                 traced = jax.jit(pure).trace(var_vals, dyn_vals)
-            self._tracing_count += 1
             created = box["created"]
             if created and not self._may_create_variables:
                 raise ValueError(_SINGLETON_VARIABLES)
             marked, forgotten = box["marked"], box["forgotten"]
+            # A trace redone only because autograph met a Variable first inside a block is ours,
+            # not TF's (TF traces once there): its prints are dropped and it is not counted.
+            if created or not forgotten:
+                self._tracing_count += 1
             if not created and not forgotten:
                 sys.stdout.write(out.getvalue())
                 break
