@@ -59,6 +59,9 @@ class Cube(hijax.VJPHiPrimitive):
     def expand(self, x):
         return x * x * x
 
+    def batch_dim_rule(self, axis_data, dims):
+        return dims[0]  # elementwise: the batch axis stays where it is
+
 
 class CubeWithRule(Cube):
     """The same, with its own JVP rule (deliberately 2x the true one, so it is seen)."""
@@ -87,3 +90,43 @@ def test_hi_primitive_own_jvp_is_honoured_in_both_modes():
     y, y_dot = T.jvp(f, (X,), (jnp.ones(3),))
     assert_tree_allclose((y, y_dot), (X**3, 6.0 * X**2))
     assert_tree_allclose(T.grad(lambda x: jnp.sum(f(x)))(X), 6.0 * X**2)
+
+
+class CubeWithVJP(Cube):
+    """x -> x**3 with reverse-mode rules only (deliberately 2x the true derivative, so that the
+    rule is seen to be used, not the expansion)."""
+
+    def vjp_fwd(self, nzs_in, x):
+        return self(x), x * x
+
+    def vjp_bwd_retval(self, x_squared, g):
+        return (6.0 * x_squared * g,)
+
+
+class CubeWithAccumulatingVJP(CubeWithVJP):
+    """The same rules written against the accumulator API (`vjp_bwd`)."""
+
+    vjp_bwd_retval = hijax.VJPHiPrimitive.vjp_bwd_retval
+
+    def vjp_bwd(self, x_squared, g, x_accum):
+        x_accum.accum(6.0 * x_squared * g)
+
+
+@pytest.mark.parametrize("prim", [CubeWithVJP, CubeWithAccumulatingVJP])
+def test_hi_primitive_own_vjp_is_honoured_in_reverse_mode(prim):
+    def loss(x):
+        return jnp.sum(jnp.sin(prim(jax.typeof(x))(x)))
+
+    expected = jax.grad(loss)(X)  # JAX uses the same rules
+    assert_tree_allclose(expected, jnp.cos(X**3) * 6.0 * X**2)
+    assert_tree_allclose(T.grad(loss)(X), expected)
+    assert_tree_allclose(jax.jit(T.grad(loss))(X), expected)
+    assert_tree_allclose(T.vjp(loss, X)[1](1.0)[0], expected)
+    batch = jnp.stack([X, 2 * X])
+    assert_tree_allclose(jax.vmap(T.grad(loss))(batch), jax.vmap(jax.grad(loss))(batch))
+    # linearize: the rule's bwd, transposed
+    _, f_lin = T.linearize(loss, X)
+    assert_tree_allclose(f_lin(jnp.ones(3)), jnp.sum(expected))
+    # forward mode has no rule of the primitive's: the expansion (the true derivative)
+    _, y_dot = T.jvp(lambda x: prim(jax.typeof(x))(x), (X,), (jnp.ones(3),))
+    assert_tree_allclose(y_dot, 3.0 * X**2)
