@@ -130,3 +130,32 @@ def test_hi_primitive_own_vjp_is_honoured_in_reverse_mode(prim):
     # forward mode has no rule of the primitive's: the expansion (the true derivative)
     _, y_dot = T.jvp(lambda x: prim(jax.typeof(x))(x), (X,), (jnp.ones(3),))
     assert_tree_allclose(y_dot, 3.0 * X**2)
+
+
+def test_custom_remat_under_checkpoint_uses_its_rules():
+    from jax._src.ad_checkpoint import custom_remat
+
+    def f(x):
+        return jnp.sin(x) * x
+
+    def f1(x):
+        s = jnp.sin(x)
+        return s * x, s
+
+    def f2(s, x):
+        return s * x, (s, x)
+
+    def fbwd(residuals, g):
+        s, x = residuals
+        return None, 2.0 * g * (s + x * jnp.cos(x))  # 2x the true gradient: seen to be used
+
+    h = custom_remat(f, f1, f2, fbwd)
+
+    def loss(x):
+        return jnp.sum(jax.checkpoint(h)(x))
+
+    with remat3():
+        expected = jax.grad(loss)(X)
+        assert_tree_allclose(expected, 2.0 * (jnp.sin(X) + X * jnp.cos(X)))
+        assert_tree_allclose(T.grad(loss)(X), expected)
+        assert_tree_allclose(jax.jit(T.grad(loss))(X), expected)

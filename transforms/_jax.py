@@ -6,12 +6,14 @@ supported range is pinned in pyproject.toml and tested.
 """
 
 from jax._src import api_util, config, core, dtypes, hijax, linear_util, mesh, source_info_util
+from jax._src.ad_checkpoint import CustomRemat
 from jax._src.array import ArrayImpl
 from jax._src.interpreters import partial_eval
 from jax._src.literals import TypedNdArray
 
 __all__ = [
     "ArrayImpl",
+    "CustomRemat",
     "TypedNdArray",
     "api_util",
     "config",

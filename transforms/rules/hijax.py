@@ -11,7 +11,8 @@ A primitive with reverse-mode rules (`vjp_fwd` and `vjp_bwd_retval` or `vjp_bwd`
 honoured in reverse mode as a `custom_vjp`'s are: `vjp_fwd` runs in the primal program and its
 residuals feed a linear equation (`hi_lin_p`) whose transpose is the primitive's `vjp_bwd`;
 evaluated forward (the linear program of `linearize`), that equation is `vjp_bwd` transposed.
-Forward mode uses `jvp` when defined, else the expansion.
+Forward mode uses `jvp` when defined, else the expansion. `custom_remat`'s primitive has no
+expansion: its recomputation (a `custom_vjp` carrying the user's `fbwd`) stands in for one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from jax import tree_util
 from jax.extend.core import Primitive
 from jax.interpreters import batching, mlir
 
+from .._jax import CustomRemat as _CustomRemat
 from .._jax import hijax as _hijax
 from ..jvp import current_mode, jvp_eval, jvp_rules
 from ..tracing import shape_dtype, trace_to_closed
@@ -36,6 +38,11 @@ def _expansion(prim, primals):
     """The primitive's expansion into lower-level operations, as a closed jaxpr of flat inputs."""
 
     def expand_flat(*args_flat):
+        if isinstance(prim, _CustomRemat):
+            # `custom_remat(f, f1, f2, fbwd)` has no expansion of its own; its recomputation
+            # is `f2_fbwd`, a custom_vjp of `f` with rules `f2` / `fbwd`, which we honour.
+            _, recompute = prim.remat(None, *args_flat)
+            return recompute(*args_flat)
         return call_hi_primitive_p.to_lojax(*args_flat, _prim=prim)
 
     return trace_to_closed(expand_flat, [shape_dtype(x) for x in primals])
