@@ -159,3 +159,33 @@ def test_custom_remat_under_checkpoint_uses_its_rules():
         assert_tree_allclose(expected, 2.0 * (jnp.sin(X) + X * jnp.cos(X)))
         assert_tree_allclose(T.grad(loss)(X), expected)
         assert_tree_allclose(jax.jit(T.grad(loss))(X), expected)
+
+
+class Scale(hijax.VJPHiPrimitive):
+    """x -> 3 x, linear; `transpose` given deliberately as 5 g (so that it is seen)."""
+
+    def __init__(self, aval):
+        self.in_avals = (aval,)
+        self.out_aval = aval
+        self.params = {}
+        super().__init__()
+
+    def expand(self, x):
+        return 3.0 * x
+
+
+class ScaleWithTranspose(Scale):
+    def transpose(self, g, x_accum):
+        x_accum.accum(5.0 * g)
+
+
+@pytest.mark.parametrize("prim, factor", [(Scale, 3.0), (ScaleWithTranspose, 5.0)])
+def test_hi_primitive_in_a_linear_program_is_transposed(prim, factor):
+    def f(x):
+        return prim(jax.typeof(x))(x)
+
+    (ct,) = T.linear_transpose(f, X)(jnp.ones(3))
+    assert_tree_allclose(ct, factor * jnp.ones(3))
+    if prim is ScaleWithTranspose:
+        (theirs,) = jax.linear_transpose(f, X)(jnp.ones(3))
+        assert_tree_allclose(ct, theirs)

@@ -25,8 +25,8 @@ from jax.interpreters import batching, mlir
 from .._jax import CustomRemat as _CustomRemat
 from .._jax import hijax as _hijax
 from ..jvp import current_mode, jvp_eval, jvp_rules
-from ..tracing import shape_dtype, trace_to_closed
-from ..transpose import transpose_rules
+from ..tracing import aval_struct, trace_to_closed
+from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, is_zero, tangent_aval
 from .calls import _Opaque
 from .custom_vjp_forward import tangents_by_transposing_bwd
@@ -34,7 +34,7 @@ from .custom_vjp_forward import tangents_by_transposing_bwd
 call_hi_primitive_p = _hijax.call_hi_primitive_p
 
 
-def _expansion(prim, primals):
+def _expansion(prim, in_avals):
     """The primitive's expansion into lower-level operations, as a closed jaxpr of flat inputs."""
 
     def expand_flat(*args_flat):
@@ -45,7 +45,7 @@ def _expansion(prim, primals):
             return recompute(*args_flat)
         return call_hi_primitive_p.to_lojax(*args_flat, _prim=prim)
 
-    return trace_to_closed(expand_flat, [shape_dtype(x) for x in primals])
+    return trace_to_closed(expand_flat, [aval_struct(a) for a in in_avals])
 
 
 def _overrides(prim, name) -> bool:
@@ -175,8 +175,34 @@ def _call_hi_primitive_jvp(primals, tangents, *, _prim):
         args_dot = tree_util.tree_unflatten(_prim.in_tree, [instantiate(t) for t in tangents])
         out, out_dot = _prim.jvp(args, args_dot)
         return _prim.out_tree.flatten_up_to(out), _prim.out_tree.flatten_up_to(out_dot)
-    closed = _expansion(_prim, primals)
+    closed = _expansion(_prim, [jax.typeof(x) for x in primals])
     return jvp_eval(closed.jaxpr, closed.consts, primals, tangents)
 
 
 jvp_rules[call_hi_primitive_p] = _call_hi_primitive_jvp
+
+
+def _call_hi_primitive_transpose(cts, *invals, _prim):
+    """In a linear program: the primitive's own `transpose` (linear inputs get accumulators,
+    the others their values), else its expansion transposed."""
+    linear = [is_undefined(x) for x in invals]
+    cts = [
+        instantiate(Zero(tangent_aval(a))) if is_zero(c) else c
+        for c, a in zip(cts, _prim.out_avals_flat, strict=True)
+    ]
+    if _overrides(_prim, "transpose"):
+        accums = [_Accum(x.aval) if lin else None for x, lin in zip(invals, linear, strict=True)]
+        args = [a if lin else x for a, x, lin in zip(accums, invals, linear, strict=True)]
+        _prim.transpose(
+            tree_util.tree_unflatten(_prim.out_tree, cts),
+            *tree_util.tree_unflatten(_prim.in_tree, args),
+        )
+        return [a.value if lin else None for a, lin in zip(accums, linear, strict=True)]
+    avals = [x.aval if lin else jax.typeof(x) for x, lin in zip(invals, linear, strict=True)]
+    closed = _expansion(_prim, avals)
+    residuals = [x for x, lin in zip(invals, linear, strict=True) if not lin]
+    cts_in = iter(backward_pass(closed.jaxpr, closed.consts, residuals, linear, cts))
+    return [next(cts_in) if lin else None for lin in linear]
+
+
+transpose_rules[call_hi_primitive_p] = _call_hi_primitive_transpose
