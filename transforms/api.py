@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import dtypes, tree_util
 
-from . import concrete, engine, pullbacks
+from . import concrete, engine, layout, pullbacks
 from .arguments import (
     _JAX_JVP,
     _argnums_partial,
@@ -329,31 +329,34 @@ def jacfwd(
         for x in dyn_flat:
             _check_input_dtype_jac("jacfwd", holomorphic, x)
         dyn_flat = [jnp.asarray(x) for x in dyn_flat]
-        basis, total = _std_basis(dyn_flat)
-
-        def push(*tangent_flat):
-            tangents = tree_util.tree_unflatten(dyn_tree, tangent_flat)
-            res = jvp(f_partial, tree_util.tree_unflatten(dyn_tree, dyn_flat), tangents, has_aux)
-            return res
-
-        def push_flat(tangent_flat):
-            res = push(*tangent_flat)
-            if has_aux:
-                y, y_dot, aux = res
-                return (y, aux), y_dot
-            y, y_dot = res
-            return y, y_dot
-
-        (y_aux, jac) = _chunked_vmap(push_flat, basis, total, chunk_size, out_axes=(None, -1))
-        y, aux = y_aux if has_aux else (y_aux, None)
         in_tree = _jac_in_tree(argnums, dyn)
-        y_leaves, y_tree = tree_util.tree_flatten(y)
-        jac_leaves = [
-            _unravel_in(j, dyn_flat, in_tree, np.shape(y_leaf), first=False, example=y_leaf)
-            for y_leaf, j in zip(y_leaves, tree_util.tree_leaves(jac), strict=True)
-        ]
-        jac_tree = tree_util.tree_unflatten(y_tree, jac_leaves)
-        return (jac_tree, aux) if has_aux else jac_tree
+
+        def batched(*primals_flat):
+            basis, total = _std_basis(primals_flat)
+            primals = tree_util.tree_unflatten(dyn_tree, primals_flat)
+
+            def push_flat(tangent_flat):
+                tangents = tree_util.tree_unflatten(dyn_tree, tangent_flat)
+                res = jvp(f_partial, primals, tangents, has_aux)
+                if has_aux:
+                    y, y_dot, aux = res
+                    return (y, aux), y_dot
+                y, y_dot = res
+                return y, y_dot
+
+            (y_aux, jac) = _chunked_vmap(push_flat, basis, total, chunk_size, out_axes=(None, -1))
+            y, aux = y_aux if has_aux else (y_aux, None)
+            y_leaves, y_tree = tree_util.tree_flatten(y)
+            jac_leaves = [
+                _unravel_in(j, primals_flat, in_tree, np.shape(y_leaf), first=False, example=y_leaf)
+                for y_leaf, j in zip(y_leaves, tree_util.tree_leaves(jac), strict=True)
+            ]
+            jac_tree = tree_util.tree_unflatten(y_tree, jac_leaves)
+            return (jac_tree, aux) if has_aux else jac_tree
+
+        # Staged (jit), the batched program is simplified first: JAX's batching rules leave
+        # transposes around elementwise work that XLA compiles into strided loops (layout.py).
+        return layout.call_simplified(batched, dyn_flat)
 
     config = (has_aux, holomorphic, chunk_size)
     return _compiled_when_eager(
