@@ -228,6 +228,10 @@ def write_docs_page(docs: Path, plot: Path = HERE / "results" / "scaling.png") -
     results = results.replace(
         f"]({os.path.relpath(plot, HERE)})", "](performance-scaling.png)"
     ).replace("# Benchmark results", "# Performance", 1)
+    # Hand-written sections (bench/NOTES.md) go before the scaling plot.
+    notes = (HERE / "NOTES.md").read_text().strip() + "\n\n"
+    marker = "## Scaling with program size"
+    results = results.replace(marker, notes + marker, 1) if marker in results else results + notes
     (docs / "performance.md").write_text(
         results + "\nRegenerate with `python -m bench` (it rewrites this page).\n"
     )
