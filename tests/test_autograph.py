@@ -971,3 +971,20 @@ def test_library_functions_lambdas_and_objects_are_called_as_they_are():
     namespace = {"jnp": jnp}
     exec("def no_source(x):\n    return x + 1\n", namespace)  # noqa: S102
     assert calls.callee(namespace["no_source"], True) is namespace["no_source"]
+
+
+def _count_leaves(tree):
+    # recursive by its global name: the converted function must still find the global
+    if isinstance(tree, list | tuple):
+        return sum(_count_leaves(t) for t in tree)
+    return 1
+
+
+def test_recursive_function_called_from_converted_code():
+    @T.autograph
+    def f(x):
+        n = _count_leaves([x, [x, (x,)]])
+        return x * n if x > 0 else -x
+
+    assert float(jax.jit(f)(2.0)) == 6.0 and float(jax.jit(f)(-2.0)) == 2.0
+    assert T.autograph(_count_leaves)([1, [2, 3]]) == 3

@@ -236,6 +236,14 @@ class ConcreteTrace(_core.Trace):
     def _wrap(self, concrete, symbolic):
         return ConcreteTracer(self, concrete, symbolic)
 
+    def stage_value(self, val):
+        # `jnp.array(numpy_array)` lifts the value into the current trace: into the jaxpr,
+        # with itself as the concrete value.
+        concrete, symbolic = self._split(val)
+        with _core.set_current_trace(self.parent):
+            symbolic = self.parent.stage_value(symbolic)
+        return ConcreteTracer(self, concrete, symbolic)
+
     def process_primitive(self, primitive, tracers, params, /):
         pairs = [self._split(t) for t in tracers]
         with _core.set_current_trace(self.parent):
@@ -390,29 +398,20 @@ def _user_function(fun):
     return fun
 
 
-def _branching_keys(fun):
-    # The function, and its code: a closure made anew for each call (a loss defined inside a
-    # training step) shares its code with the ones before it.
-    code = getattr(fun, "__code__", None)
-    return (fun,) if code is None else (fun, code)
-
-
 def _seen_branching(fun) -> bool:
-    for key in _branching_keys(fun):
-        try:
-            if key in _branching:
-                return True
-        except TypeError:  # not weakly referenceable or not hashable
-            pass
-    return False
+    # Keyed by the function object, not its code: our own wrappers (a jacrev of anything) share
+    # one code object, and code objects compare by value.
+    try:
+        return fun in _branching
+    except TypeError:  # not weakly referenceable or not hashable
+        return False
 
 
 def _mark_branching(fun) -> None:
-    for key in _branching_keys(fun):
-        try:
-            _branching[key] = True
-        except TypeError:
-            pass
+    try:
+        _branching[fun] = True
+    except TypeError:
+        pass
 
 
 def trace_flat(fun, in_tree, args_flat):

@@ -45,6 +45,7 @@ _CALLED_AS_IS = frozenset(
     "callable hash object print set_loop_options".split()
 )
 _RET, _DO_RET = "ag__retval", "ag__do_return"
+_FN = "ag__converted"
 
 # --------------------------------------------------------------------------------------------------
 # Small AST builders
@@ -677,17 +678,19 @@ def _converted_code(code, convert_print):
     for s in tail:
         ast.copy_location(s, node)
 
-    factory = _def("ag__factory", [_AG, *code.co_freevars], [node, ast.Return(_name(node.name))])
+    # Defined in the factory under another name: a function that calls itself by its global
+    # name must keep reading the global, not a local of the factory.
+    node.name = _FN
+    factory = _def("ag__factory", [_AG, *code.co_freevars], [node, ast.Return(_name(_FN))])
     ast.copy_location(factory, node)
     module = ast.Module(body=[factory], type_ignores=[])
     ast.fix_missing_locations(module)
     compiled = compile(module, code.co_filename, "exec")
     factory_code = next(c for c in compiled.co_consts if isinstance(c, types.CodeType))
-    return next(
-        c
-        for c in factory_code.co_consts
-        if isinstance(c, types.CodeType) and c.co_name == code.co_name
+    new = next(
+        c for c in factory_code.co_consts if isinstance(c, types.CodeType) and c.co_name == _FN
     )
+    return new.replace(co_name=code.co_name, co_qualname=code.co_qualname)
 
 
 def _check_supported(node):
