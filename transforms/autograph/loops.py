@@ -182,11 +182,6 @@ def _for_array(xs, extra_test, body, get_state, set_state, names, live, where, h
         raise TypeError(f"Cannot iterate over a scalar (the `for` at {where}).")
     st = State(get_state, set_state, names, live)
 
-    def run():
-        carry = _Carry(st, where, "loop")
-        final = carry.run(lambda: attempt(carry))
-        st.set(carry.rebuild(final, outside=True))
-
     def attempt(carry):
         init = carry.start(st.get(), lambda: body(wrap(xs_value[0], as_tensor)))
 
@@ -210,12 +205,19 @@ def _for_array(xs, extra_test, body, get_state, set_state, names, live, where, h
         final, _ = lax.scan(step, init_carry, xs_value)
         return final if extra_test is None else final[1:]
 
-    _run_or_record(st, run, "for", where)
+    _run_or_record(st, attempt, "for", where)
 
 
-def _run_or_record(st, run, kind, where):
-    """Run the traced loop; under a recording GradientTape (inside tf.function), as one op of
-    the tape (taped.py), so that the tape's gradient differentiates through it."""
+def _run_or_record(st, attempt, kind, where):
+    """Run the traced loop (`attempt(carry)` builds it, retried while the carry's dtypes
+    settle); under a recording GradientTape (inside tf.function), as one op of the tape
+    (taped.py), so that the tape's gradient differentiates through it."""
+
+    def run():
+        carry = _Carry(st, where, "loop")
+        final = carry.run(lambda: attempt(carry))
+        st.set(carry.rebuild(final, outside=True))
+
     if not tape_recording():
         return run()
     if not taped.supported():
@@ -231,11 +233,6 @@ def _traced_loop(test, body, get_state, set_state, names, live, limit, where, ha
     if has_return:
         raise NotImplementedError(_RETURN_IN_LOOP)
     st = State(get_state, set_state, names, live)
-
-    def run():
-        carry = _Carry(st, where, "loop")
-        final = carry.run(lambda: attempt(carry))
-        st.set(carry.rebuild(final, outside=True))
 
     def attempt(carry):
         init = carry.start(st.get(), body)
@@ -262,7 +259,7 @@ def _traced_loop(test, body, get_state, set_state, names, live, limit, where, ha
         final, _ = lax.scan(scan_step, (jnp.asarray(True), *init), None, length=int(limit))
         return final[1:]
 
-    _run_or_record(st, run, kind, where)
+    _run_or_record(st, attempt, kind, where)
 
 
 class _Retrace(Exception):

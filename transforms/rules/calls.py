@@ -150,12 +150,17 @@ custom_lin_p.def_impl(_custom_lin_forward)
 mlir.register_lowering(custom_lin_p, mlir.lower_fun(_custom_lin_forward, multiple_results=True))
 
 
-def _custom_lin_batch(args, dims, **params):
-    outs = jax.vmap(lambda *a: _custom_lin_forward(*a, **params), in_axes=tuple(dims))(*args)
-    return outs, [0] * len(outs)
+def batch_by_vmapping(forward):
+    """A batching rule for a primitive evaluated by `forward`: vmap `forward` itself."""
+
+    def rule(args, dims, **params):
+        outs = jax.vmap(lambda *a: forward(*a, **params), in_axes=tuple(dims))(*args)
+        return outs, [0] * len(outs)
+
+    return rule
 
 
-batching.primitive_batchers[custom_lin_p] = _custom_lin_batch
+batching.primitive_batchers[custom_lin_p] = batch_by_vmapping(_custom_lin_forward)
 
 
 class _Opaque:

@@ -28,7 +28,7 @@ from ..jvp import current_mode, jvp_eval, jvp_rules
 from ..tracing import aval_struct, trace_to_closed
 from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, is_zero, tangent_aval
-from .calls import _Opaque
+from .calls import _Opaque, batch_by_vmapping
 from .custom_vjp_forward import tangents_by_transposing_bwd
 
 call_hi_primitive_p = _hijax.call_hi_primitive_p
@@ -128,12 +128,7 @@ hi_lin_p.def_impl(_hi_lin_forward)
 mlir.register_lowering(hi_lin_p, mlir.lower_fun(_hi_lin_forward, multiple_results=True))
 
 
-def _hi_lin_batch(args, dims, **params):
-    outs = jax.vmap(lambda *a: _hi_lin_forward(*a, **params), in_axes=tuple(dims))(*args)
-    return outs, [0] * len(outs)
-
-
-batching.primitive_batchers[hi_lin_p] = _hi_lin_batch
+batching.primitive_batchers[hi_lin_p] = batch_by_vmapping(_hi_lin_forward)
 
 
 def _hi_lin_transpose(cts, *invals, prim, res_tree, nz_in, out_avals):
