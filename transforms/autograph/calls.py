@@ -35,7 +35,12 @@ _unconvertible: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _is_user_code(fn: types.FunctionType) -> bool:
-    filename = fn.__code__.co_filename
+    return _is_user_file(fn.__code__.co_filename)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_user_file(filename: str) -> bool:
+    # Cached: every call in converted code asks, and realpath touches the file system.
     if filename.startswith("<"):  # exec'd or interactive: no source file to convert from
         return not filename.startswith("<frozen")
     path = os.path.normcase(os.path.realpath(filename))
