@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from jax.extend.core import ClosedJaxpr, DebugInfo, Jaxpr, Literal, Primitive, Var
 
 from .interpreter import dce_eqns
+from .residuals import recompute_cheap
 
 partial_eval_rules: dict[Primitive, Callable] = {}
 
@@ -52,13 +53,16 @@ def split_jaxpr(
     unknowns: Sequence[bool],
     keep_known_outs: Sequence[bool] | None = None,
     instantiate: Sequence[bool] | bool = False,
+    recompute_cheap_residuals: bool = True,
 ) -> JaxprSplit:
     """Split `jaxpr` by the unknown-ness of its invars (cost linear in the number of equations).
 
     Outvars that are known stay outputs of the known jaxpr (those `keep_known_outs` selects, all
     by default); the linear jaxpr outputs the unknown ones. `instantiate[i]` forces outvar `i`
     to be an output of the linear jaxpr even when it is known (a loop carry that must stay on
-    the linear side); its value then travels as a residual.
+    the linear side); its value then travels as a residual. Residuals that are cheap functions of
+    other residuals are recomputed on the linear side (`residuals.recompute_cheap`) unless
+    `recompute_cheap_residuals` is False (a `checkpoint` policy decides what its body saves).
     """
     n_out = len(jaxpr.outvars)
     if isinstance(instantiate, bool):
@@ -97,6 +101,8 @@ def split_jaxpr(
     # Residuals: known variables (invars, constvars, known equation outputs) that the linear
     # part reads, in a deterministic order.
     residuals = [v for v in _ordered(read_by_unknown, jaxpr, known_eqns) if v not in unknown_vars]
+    if recompute_cheap_residuals:
+        unknown_eqns, residuals = recompute_cheap(known_eqns, unknown_eqns, residuals)
     known_eqns, _ = dce_eqns(known_eqns, [*known_outvars, *residuals])
 
     known_invars = [v for v, u in zip(jaxpr.invars, unknowns, strict=True) if not u]

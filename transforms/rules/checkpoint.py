@@ -62,7 +62,8 @@ def _saveable(policy, eqn) -> bool:
 def _remat_partial_eval(eqn, unknowns):
     p = eqn.params
     body = p["jaxpr"]
-    s = split_jaxpr(body, unknowns)
+    # The policy, not our residual pass, decides what the body saves.
+    s = split_jaxpr(body, unknowns, recompute_cheap_residuals=False)
     out_u = list(s.out_unknowns)
     if not any(out_u):
         return [eqn], [], out_u
