@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,10 +60,25 @@ def leaky_relu(features, alpha=0.2, name=None):
     return apply(lambda x: jnp.where(x > 0, x, alpha * x), [_t(features)])
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def _softmax(x, axis):
     # Shifting by the (constant) max changes nothing mathematically and avoids overflow.
     e = jnp.exp(x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True)))
     return e / jnp.sum(e, axis=axis, keepdims=True)
+
+
+def _softmax_fwd(x, axis):
+    s = _softmax(x, axis)
+    return s, s
+
+
+def _softmax_bwd(axis, s, g):
+    # TF's registered gradient of Softmax, in its order of operations, so that float32
+    # gradients print as TensorFlow's do: (g - sum(g * s)) * s.
+    return ((g - jnp.sum(g * s, axis=axis, keepdims=True)) * s,)
+
+
+_softmax.defvjp(_softmax_fwd, _softmax_bwd)
 
 
 def _log_softmax(x, axis):
