@@ -6,6 +6,7 @@ transpose routes the cotangent back to where each input element went.
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 from jax import lax
 from jax.extend.core import primitives as P
@@ -305,19 +306,60 @@ def _dot_transpose_lhs(ct, x_aval, y, *, dimension_numbers, swap_ans=False, **pa
             precision = precision[::-1]
     out_axes = np.argsort(res_axes)
     pref = params.get("preferred_element_type")
-    res = lax.dot_general(
-        lhs,
-        rhs,
-        dims,
-        precision=precision,
-        preferred_element_type=pref,
-        out_sharding=_permuted_sharding(x_aval, res_axes),
-    )
+    out_sharding = _permuted_sharding(x_aval, res_axes)
+    if out_sharding is None and _is_leading_contraction(lhs, rhs, dims):
+        res = _leading_contraction(lhs, rhs, len(dims[0][0]), precision, pref)
+    else:
+        res = lax.dot_general(
+            lhs,
+            rhs,
+            dims,
+            precision=precision,
+            preferred_element_type=pref,
+            out_sharding=out_sharding,
+        )
     if list(out_axes) != sorted(out_axes):
         res = lax.transpose(res, tuple(out_axes))
     if res.dtype != x_aval.dtype:
         res = lax.convert_element_type(res, x_aval.dtype)
     return res
+
+
+# A weight gradient contracts over the leading (batch, sequence) axes of both operands:
+# x^T @ ct with x of (batch, seq, features). XLA:CPU then copies the larger operand into a
+# transposed layout for its matrix kernel. Written as a plain matrix product of the flattened
+# operands with the first one transposed, it copies that one instead: 15-25% faster for the
+# dense layers of the transformer bench (8 x 256 x {256, 1024}), as fast below that. Small
+# contractions stay as they are (no gain, and three more ops when run op by op).
+_LEADING_CONTRACTION_MIN = 256
+
+
+def _is_leading_contraction(lhs, rhs, dims) -> bool:
+    (lc, rc), (lb, rb) = dims
+    k = len(lc)
+    if lb or rb or not k or tuple(lc) != tuple(range(k)) or tuple(rc) != tuple(range(k)):
+        return False
+    if not all(type(d) is int for d in (*np.shape(lhs), *np.shape(rhs))):
+        return False  # symbolic sizes (tf.function's None dimensions): left to XLA
+    if jax.default_backend() != "cpu":
+        return False  # measured on XLA:CPU only; GPU and TPU kernels take transposed operands
+    return int(np.prod(np.shape(lhs)[:k])) >= _LEADING_CONTRACTION_MIN
+
+
+def _leading_contraction(lhs, rhs, k, precision, pref):
+    """`dot_general` of `lhs`, `rhs` over their first `k` axes, as flat(lhs)^T @ flat(rhs)."""
+    l_shape, r_shape = np.shape(lhs), np.shape(rhs)
+    contracted = int(np.prod(l_shape[:k]))
+    a = lax.reshape(lhs, (contracted, int(np.prod(l_shape[k:]))))
+    b = lax.reshape(rhs, (contracted, int(np.prod(r_shape[k:]))))
+    out = lax.dot_general(
+        lax.transpose(a, (1, 0)),
+        b,
+        (((1,), (0,)), ((), ())),
+        precision=precision,
+        preferred_element_type=pref,
+    )
+    return lax.reshape(out, (*l_shape[k:], *r_shape[k:]))
 
 
 def _permuted_sharding(aval, axes):
