@@ -10,6 +10,7 @@ from jax._src.ad_checkpoint import CustomRemat
 from jax._src.array import ArrayImpl
 from jax._src.interpreters import partial_eval
 from jax._src.literals import TypedNdArray
+from jax._src.pjit import reshard_p
 
 __all__ = [
     "ArrayImpl",
@@ -23,6 +24,7 @@ __all__ = [
     "linear_util",
     "mesh",
     "partial_eval",
+    "reshard_p",
     "evaluate_dim",
     "source_info_util",
 ]

@@ -14,7 +14,7 @@ from jax import dtypes, tree_util
 from jax.core import ShapedArray
 
 from . import concrete, reuse, tracing
-from .tracing import shape_dtype
+from .tracing import mesh_context, shape_dtype
 from .zeros import (
     Zero,
     full_like_aval,
@@ -271,12 +271,15 @@ def _unit_seed(aval, traced: bool = False):
     """
     if traced or varying_axes(aval):  # inside shard_map: typed per call
         return full_like_aval(aval, 1)
-    return _cached_unit_seed(aval.dtype, aval.weak_type, jax.config.jax_default_device)
+    return _cached_unit_seed(
+        aval.dtype, aval.weak_type, jax.config.jax_default_device, mesh_context()
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_unit_seed(dtype, weak_type, device):
-    # Arrays are immutable, so one seed serves every call: eagerly that saves a dispatch.
+def _cached_unit_seed(dtype, weak_type, device, mesh):
+    # Arrays are immutable, so one seed serves every call (on one device, under one mesh):
+    # eagerly that saves a dispatch.
     with jax.ensure_compile_time_eval():
         return full_like_aval(ShapedArray((), dtype, weak_type=weak_type), 1)
 

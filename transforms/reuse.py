@@ -37,7 +37,7 @@ from jax import tree_util
 
 from ._jax import config as _config
 from ._jax import core as _core
-from ._jax import mesh as _mesh_lib
+from .tracing import mesh_context
 
 
 class NotProvable(Exception):
@@ -298,7 +298,7 @@ def key(fun, extra, in_tree, flat) -> tuple | None:
         in_tree,
         tuple(avals),
         _config.trace_context(),
-        _mesh_lib.get_abstract_mesh(),
+        mesh_context(),
     )
 
 

@@ -80,7 +80,16 @@ def trace_flat(fun, in_tree, avals_flat) -> tuple[ClosedJaxpr, tree_util.PyTreeD
 
 # Past this many distinct scalar literals a program keeps them inline (keyed by value).
 MAX_HOISTED_LITERALS = 64
-_scalar_consts: dict = {}  # (dtype, weak_type, value bytes) -> a device scalar of that type
+_scalar_consts: dict = {}  # (dtype, weak_type, value bytes, mesh) -> a device scalar of that type
+
+
+def mesh_context():
+    """The meshes in context (`jax.set_mesh`, `use_abstract_mesh`), as part of a cache key.
+
+    Under a mesh, arrays are placed on it and its axes are in the types, so a constant or a
+    program built under one mesh must never serve a call under another.
+    """
+    return _mesh_lib.get_abstract_mesh(), _mesh_lib.get_concrete_mesh()
 
 
 def hoist_scalar_literals(closed: ClosedJaxpr) -> ClosedJaxpr:
@@ -133,6 +142,7 @@ def _hoistable(lit: Literal) -> bool:
 def _scalar_const(key, lit: Literal):
     # A device scalar with the literal's exact dtype and weak type (a NumPy scalar would be
     # strongly typed and change the weak types of results). Recurring values are reused.
+    key = (*key, mesh_context())
     const = _scalar_consts.get(key)
     if const is None:
         if len(_scalar_consts) >= 4 * MAX_HOISTED_LITERALS:
@@ -419,21 +429,24 @@ def first_sight_of_path(key) -> bool:
     )
 
 
-_last_key: tuple = (None, None)  # (closed jaxpr, its key): one call asks up to three times
+# (closed jaxpr, mesh, its key): one call asks up to three times
+_last_key: tuple = (None, None, None)
 
 
 def closed_key(closed: ClosedJaxpr):
     """Key for a closed jaxpr: its structure and the types (not values) of its constants."""
     global _last_key
-    last_closed, last_key = _last_key
-    if last_closed is closed:  # jaxprs are immutable; holding it keeps its id from being reused
+    mesh = mesh_context()
+    last_closed, last_mesh, last_key = _last_key
+    # Jaxprs are immutable; holding it keeps its id from being reused.
+    if last_closed is closed and last_mesh == mesh:
         return last_key
     try:
-        key = (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts))
+        key = (jaxpr_key(closed.jaxpr), tuple(jax.typeof(c) for c in closed.consts), mesh)
         path = path_of(closed)
         if path is not None:
             key = (*key, path)
     except Unkeyable:
         key = None
-    _last_key = (closed, key)
+    _last_key = (closed, mesh, key)
     return key

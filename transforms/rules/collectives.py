@@ -26,6 +26,7 @@ from jax.extend.core import primitives as P
 from jax.sharding import AbstractMesh
 from jax.sharding import PartitionSpec as Spec
 
+from .._jax import reshard_p
 from ..interpreter import eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
 from ..partial_eval import partial_eval, partial_eval_rules
@@ -86,6 +87,17 @@ def _single(transpose):
 
 # The constraint is linear (the identity on values); its cotangent gets the same layout.
 deflinear(P.sharding_constraint_p, _single(lambda ct, **p: P.sharding_constraint_p.bind(ct, **p)))
+
+
+def _reshard_transpose(ct, x, *, dst_sharding, concrete_mesh):
+    # `jax.sharding.reshard` is the identity on values and moves data to another layout (a
+    # type, on Explicit axes); the cotangent moves back to the layout of its primal.
+    if not _nonzero(ct):
+        return [None]
+    return [reshard_p.bind(ct, dst_sharding=x.aval.sharding, concrete_mesh=concrete_mesh)]
+
+
+deflinear(reshard_p, _reshard_transpose)
 
 
 # --- collectives inside shard_map -----------------------------------------------------------------
