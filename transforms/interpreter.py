@@ -17,6 +17,7 @@ from . import debug as _debug
 from ._jax import ArrayImpl as _ArrayImpl
 from ._jax import TypedNdArray as _TypedNdArray
 from ._jax import core as _core
+from ._jax import mesh as _mesh_lib
 
 
 class Env:
@@ -59,9 +60,30 @@ def interpret(
     env.write_many(jaxpr.constvars, consts)
     env.write_many(jaxpr.invars, args)
     for eqn in jaxpr.eqns:
-        outs = step(eqn, env.read_many(eqn.invars))
+        mesh = eqn_mesh(eqn)
+        if mesh is None:
+            outs = step(eqn, env.read_many(eqn.invars))
+        else:
+            with mesh:
+                outs = step(eqn, env.read_many(eqn.invars))
         env.write_many(eqn.outvars, outs)
     return env.read_many(jaxpr.outvars)
+
+
+def eqn_mesh(eqn):
+    """The mesh `eqn` was traced under, as a context to enter; None when it is the current one.
+
+    Why: inside `jax.sharding.auto_axes` / `explicit_axes` the mesh's axis types change, and
+    every value there is typed with that mesh; an equation (and whatever its rules emit) must be
+    bound under the same mesh, or JAX refuses ("context mesh should match the aval mesh").
+    """
+    mesh = eqn.ctx.cur_abstract_mesh
+    if mesh.empty:
+        return None
+    current = _mesh_lib.get_abstract_mesh()
+    if mesh is current or mesh == current:
+        return None
+    return _mesh_lib.use_abstract_mesh(mesh)
 
 
 def bind(eqn, invals):

@@ -8,6 +8,7 @@ cotangent (a list for primitives with several results) and may be a `Zero`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import numpy as np
 from jax import dtypes
@@ -15,7 +16,7 @@ from jax.extend.core import Jaxpr, Literal, Primitive
 
 from . import debug as _debug
 from .errors import MissingRuleError
-from .interpreter import bind
+from .interpreter import bind, eqn_mesh
 from .jvp import _no_rule, jvp_rule, jvp_rules, linear_jvp
 from .zeros import Zero, add_tangents, tangent_aval
 
@@ -92,7 +93,7 @@ def backward_pass(
             linear_vars.update(eqn.outvars)
             linear_eqns.append(eqn)
         else:
-            with _debug.attribute(eqn):
+            with _debug.attribute(eqn), eqn_mesh(eqn) or nullcontext():
                 outs = bind(eqn, [_read_primal(primal_env, v) for v in eqn.invars])
             primal_env.update(zip(eqn.outvars, outs, strict=True))
 
@@ -127,7 +128,7 @@ def backward_pass(
                     transpose=True,
                 )
             raise _no_rule(eqn.primitive, "reverse")
-        with _debug.attribute(eqn, "transpose"):
+        with _debug.attribute(eqn, "transpose"), eqn_mesh(eqn) or nullcontext():
             cts_in = rule(cts if eqn.primitive.multiple_results else cts[0], *invals, **eqn.params)
         for v, x, ct in zip(eqn.invars, invals, cts_in, strict=True):
             if type(x) is UndefPrimal:

@@ -6,6 +6,7 @@ import numpy as np
 from jax import dtypes, lax
 from jax.core import ShapedArray
 from jax.extend.core import primitives as P
+from jax.sharding import AxisType, PartitionSpec
 
 
 class Zero:
@@ -53,6 +54,32 @@ def varying_axes(aval) -> tuple:
     return tuple(sorted(getattr(manual, "varying", ()), key=str))
 
 
+def explicit_sharding(aval):
+    """`aval`'s sharding when its mesh has Explicit axes, else None.
+
+    On Explicit axes the layout is part of the type, so a cotangent must be built with its
+    primal's sharding (JAX checks it); elsewhere the compiler chooses layouts.
+    """
+    sharding = getattr(aval, "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or AxisType.Explicit not in mesh.axis_types:
+        return None
+    return sharding
+
+
+def stacked_aval(aval, length: int):
+    """The abstract value of `length` values of `aval` stacked on a new leading axis.
+
+    The sharding's spec grows with the shape: the new axis is not split over the mesh.
+    """
+    shape = (length, *aval.shape)
+    sharding = getattr(aval, "sharding", None)
+    if sharding is None or not hasattr(sharding, "spec"):
+        return aval.update(shape=shape)
+    spec = PartitionSpec(None, *sharding.spec)
+    return aval.update(shape=shape, sharding=sharding.update(spec=spec))
+
+
 def full_like_aval(aval, value):
     """A concrete array of `aval`'s shape, dtype and weak type, filled with `value`.
 
@@ -62,7 +89,7 @@ def full_like_aval(aval, value):
     """
     if aval.dtype == dtypes.float0:
         return np.zeros(aval.shape, dtypes.float0)
-    x = lax.full(aval.shape, value, aval.dtype)
+    x = lax.full(aval.shape, value, aval.dtype, sharding=explicit_sharding(aval))
     if getattr(aval, "weak_type", False):
         x = P.convert_element_type_p.bind(x, new_dtype=aval.dtype, weak_type=True, sharding=None)
     axes = varying_axes(aval)

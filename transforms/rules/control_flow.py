@@ -28,7 +28,7 @@ from ..interpreter import dce_eqns, eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
 from ..partial_eval import _debug_info, partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
-from ..zeros import Zero, instantiate, is_differentiable, tangent_aval
+from ..zeros import Zero, instantiate, is_differentiable, stacked_aval, tangent_aval
 
 # --- helpers --------------------------------------------------------------------------------------
 
@@ -229,7 +229,7 @@ def _scan_partial_eval(eqn, unknowns):
         )
 
     length = p["length"]
-    stacked_vars = [Var(r.aval.update(shape=(length, *r.aval.shape))) for r in res_stacked]
+    stacked_vars = [Var(stacked_aval(r.aval, length)) for r in res_stacked]
     n_known_outs = len(s.known.outvars) - len(s.residuals)
     known_outs = list(s.known.outvars[:n_known_outs])
     known_body_eqns, _ = dce_eqns(s.known.eqns, [*known_outs, *res_stacked])

@@ -7,13 +7,14 @@ flows through `mul`, `gather` and `scatter-add`, which keeps the JVP linear and 
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 from jax import lax
 from jax.extend.core import primitives as P
 
 from ..jvp import jvp_rules
 from ..transpose import is_undefined, transpose_rules
-from ..zeros import Zero, instantiate, tangent_aval
+from ..zeros import Zero, explicit_sharding, instantiate, tangent_aval
 
 
 def _shape(x):
@@ -83,7 +84,7 @@ def _gather_jvp(primals, tangents, **params):
     (x, indices), (x_dot, _) = primals, tangents
     out = P.gather_p.bind(x, indices, **params)
     if type(x_dot) is Zero:
-        return out, Zero(tangent_aval(x_dot.aval).update(shape=np.shape(out)))
+        return out, Zero(tangent_aval(jax.typeof(out)))
     # Out-of-bounds reads fill the primal (often with NaN) but have a zero tangent.
     return out, P.gather_p.bind(x_dot, indices, **{**params, "fill_value": 0})
 
@@ -92,7 +93,7 @@ def _gather_transpose(ct, x, indices, *, dimension_numbers, slice_sizes, mode, *
     assert is_undefined(x) and not is_undefined(indices), "gather is linear in its operand only"
     if type(ct) is Zero:
         return [None, None]
-    zeros = _zeros(x.aval.shape, x.aval.dtype)
+    zeros = lax.full(x.aval.shape, 0, x.aval.dtype, sharding=explicit_sharding(x.aval))
     ct_x = lax.scatter_add(
         zeros,
         indices,

@@ -10,16 +10,16 @@ import jax
 import numpy as np
 from jax import lax
 from jax.extend.core import primitives as P
-from jax.sharding import AxisType, PartitionSpec
+from jax.sharding import PartitionSpec
 
 from ..errors import MissingRuleError
 from ..jvp import current_mode, jvp_eval, jvp_rules
 from ..transpose import deflinear, is_undefined, transpose_rules
-from ..zeros import Zero, instantiate
+from ..zeros import Zero, explicit_sharding, instantiate
 
 
 def _zeros(aval):
-    return lax.full(aval.shape, 0, aval.dtype)
+    return lax.full(aval.shape, 0, aval.dtype, sharding=explicit_sharding(aval))
 
 
 # --- pure data movement ---------------------------------------------------------------------------
@@ -33,23 +33,34 @@ def _broadcast_in_dim_transpose(ct, x, *dyn, shape, broadcast_dimensions, shardi
         d for i, d in enumerate(broadcast_dimensions) if in_shape[i] == 1 and shape[d] != 1
     )
     out = lax.reduce_sum(ct, new_axes + stretched) if new_axes + stretched else ct
-    return [lax.reshape(out, in_shape) if out.shape != in_shape else out] + [None] * len(dyn)
+    if out.shape != in_shape:
+        out = lax.reshape(out, in_shape, out_sharding=explicit_sharding(x.aval))
+    return [out] + [None] * len(dyn)
 
 
 deflinear(P.broadcast_in_dim_p, _broadcast_in_dim_transpose)
 
 
 def _reshape_transpose(ct, x, *dyn, new_sizes, dimensions, sharding):
+    # The cotangent takes its primal's layout (a reshape's output layout can be ambiguous).
     if dimensions is None:
-        return [lax.reshape(ct, x.aval.shape)] + [None] * len(dyn)
+        return [lax.reshape(ct, x.aval.shape, out_sharding=explicit_sharding(x.aval))] + [
+            None
+        ] * len(dyn)
     # reshape with `dimensions` reads x in the order `transpose(x, dimensions)`: undo both.
     permuted_shape = tuple(x.aval.shape[d] for d in dimensions)
-    ct_x = lax.transpose(lax.reshape(ct, permuted_shape), tuple(np.argsort(dimensions)))
+    permuted = lax.reshape(ct, permuted_shape, out_sharding=_permuted_sharding(x.aval, dimensions))
+    ct_x = lax.transpose(permuted, tuple(np.argsort(dimensions)))
     return [ct_x] + [None] * len(dyn)
 
 
 deflinear(P.reshape_p, _reshape_transpose)
-deflinear(P.squeeze_p, lambda ct, x, *, dimensions: [lax.reshape(ct, x.aval.shape)])
+deflinear(
+    P.squeeze_p,
+    lambda ct, x, *, dimensions: [
+        lax.reshape(ct, x.aval.shape, out_sharding=explicit_sharding(x.aval))
+    ],
+)
 deflinear(
     P.transpose_p,
     lambda ct, x, *, permutation: [lax.transpose(ct, tuple(np.argsort(permutation)))],
@@ -192,7 +203,7 @@ def _aval(x):
 def _reduce_sum_transpose(ct, x, *, axes, **params):
     shape = x.aval.shape
     kept = tuple(i for i in range(len(shape)) if i not in axes)
-    return [lax.broadcast_in_dim(ct, shape, kept)]
+    return [lax.broadcast_in_dim(ct, shape, kept, out_sharding=explicit_sharding(x.aval))]
 
 
 deflinear(P.reduce_sum_p, _reduce_sum_transpose)
@@ -369,9 +380,8 @@ def _permuted_sharding(aval, axes):
     sharded dimension (a batch-sharded gradient) is ambiguous unless the output layout is given:
     the cotangent takes its primal's layout.
     """
-    sharding = getattr(aval, "sharding", None)
-    mesh = getattr(sharding, "mesh", None)
-    if mesh is None or AxisType.Explicit not in getattr(mesh, "axis_types", ()):
+    sharding = explicit_sharding(aval)
+    if sharding is None:
         return None
     spec = tuple(sharding.spec) + (None,) * (len(aval.shape) - len(sharding.spec))
     return sharding.update(spec=PartitionSpec(*(spec[i] for i in axes)))
