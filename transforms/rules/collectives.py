@@ -30,6 +30,7 @@ from .._jax import reshard_p
 from ..interpreter import eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
 from ..partial_eval import partial_eval, partial_eval_rules
+from ..tracing import aval_struct
 from ..transpose import backward_pass, deflinear, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, tangent_aval, varying_axes
 
@@ -297,17 +298,14 @@ def _residual_axes(params, aval) -> tuple:
     return _mesh_order(params, params["newly_manual_axes"])
 
 
-def _sds(aval):
-    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
-
-
 def _trace_eqns(fun, in_atoms, out_vars):
     """Trace `fun` over the avals of `in_atoms`; its equations, rewired to read `in_atoms`.
 
     Outputs whose target in `out_vars` is not None are renamed to it; the others keep the traced
     variables (new residuals). Returns (equations, traced output variables).
     """
-    closed = jax.make_jaxpr(fun)(*(_sds(a.aval) for a in in_atoms))
+    # The outer values keep their sharding types (on Explicit axes shard_map checks them).
+    closed = jax.make_jaxpr(fun)(*(aval_struct(a.aval) for a in in_atoms))
     jaxpr = closed.jaxpr
     rename = dict(zip(jaxpr.invars, in_atoms, strict=True))
     rename.update(
