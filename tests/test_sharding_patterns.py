@@ -286,3 +286,35 @@ def test_rule_passes_shardings(name):
             for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
                 np.testing.assert_allclose(g, w, **TOL)
                 assert _spec(g) == _spec(w)
+
+
+def test_tf_variables_keep_their_shardings_through_a_training_step():
+    import transforms.tf as tf
+
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    w0, b0, x = _rand((8, 4), 1), _rand((4,), 2), _rand((16, 8), 3)
+
+    def train(w, b, x, steps=2):
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(tf.tanh(tf.matmul(x, w) + b)))
+            gw, gb = tape.gradient(loss, [w, b])
+            w.assign_sub(0.1 * gw)
+            b.assign_sub(0.1 * gb)
+            return loss
+
+        for _ in range(steps):
+            step(x)
+        return w, b
+
+    w = tf.Variable(_put(mesh, w0, P("data")))
+    b = tf.Variable(_put(mesh, b0, P()))
+    train(w, b, _put(mesh, x, P("data")))
+    plain_w, plain_b = train(tf.Variable(w0), tf.Variable(b0), x)
+    for v, plain, spec in ((w, plain_w, P("data")), (b, plain_b, P())):
+        assert v._value.sharding == jax.sharding.NamedSharding(mesh, spec)
+        np.testing.assert_allclose(v.numpy(), plain.numpy(), **TOL)
+    # An eager assign of a host value keeps the placement too, as in TF.
+    w.assign(np.zeros((8, 4)))
+    assert w._value.sharding == jax.sharding.NamedSharding(mesh, P("data"))

@@ -408,7 +408,7 @@ class Function:
         else:
             out_tensors = [Tensor(o) for o in outs]
         for v, val in zip(prog.variables, new_vars, strict=True):
-            v._value = val
+            v._value = v._placed(val)
         it_t, it_s = iter(out_tensors), iter(prog.out_static)
         leaves = [next(it_t) if k != "static" else next(it_s) for k in prog.out_kinds]
         return in_order_of(prog.out_order, tree_util.tree_unflatten(prog.out_tree, leaves))

@@ -127,8 +127,23 @@ class Variable(ArrayTyped):
                     f"Assigning a symbolic value to variable {self._name!r} outside the "
                     "tf.function that computed it."
                 )
-            self._value = new
+            self._value = self._placed(new)
         return self
+
+    def _placed(self, new):
+        """`new` on the devices, and with the sharding, of the current value.
+
+        As in TF a variable keeps its placement when assigned: a parameter sharded over a mesh
+        stays sharded the same way after an update, whatever layout the update came in.
+        """
+        old = self._value
+        if (
+            isinstance(old, jax.Array)
+            and isinstance(new, jax.Array)
+            and new.sharding != old.sharding
+        ):
+            return jax.device_put(new, old.sharding)
+        return new
 
     def assign(self, value, use_locking=None, name=None, read_value=True):
         """Set the value (same shape and dtype). Returns the variable."""
