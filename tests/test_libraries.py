@@ -314,3 +314,31 @@ def test_numpyro_nuts_same_samples():
         return mcmc.get_samples()
 
     same_with_our_engine(case)
+
+
+def test_nnx_mutable_hijax_variables():
+    # JAX 0.10 hi-types: a Variable backed by mutable state, captured, passed as an argument
+    # that is not differentiated, and updated (outside the derivative) inside the function.
+    def case():
+        captured = nnx.Variable(jnp.array(2.0), hijax=True)
+        passed = nnx.Variable(jnp.array(2.0), hijax=True)
+
+        def loss_captured(x):
+            captured[...] = jax.lax.stop_gradient(x * 3)
+            return x**2 + captured[...]
+
+        def loss_passed(x, v):
+            v[...] = jax.lax.stop_gradient(x * 2)
+            return x**3 * v[...]
+
+        @jax.jit
+        def step(x, v):  # under jit the Variable is a traced hi-type constant
+            return jax.value_and_grad(loss_passed)(x, v)
+
+        x = jnp.array(1.5)
+        g1 = jax.grad(loss_captured)(x)
+        g2 = jax.grad(loss_passed)(x, passed)
+        g3 = step(x + 1, passed)
+        return g1, captured[...], g2, g3, passed[...]
+
+    same_with_our_engine(case)

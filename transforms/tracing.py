@@ -25,7 +25,13 @@ from .errors import traced_control_flow_error
 
 
 def shape_dtype(x):
-    return aval_struct(jax.typeof(x))
+    """What to trace with in place of the value `x`: its type, as `jax.make_jaxpr` reads it."""
+    aval = jax.typeof(x)
+    if getattr(aval, "is_high", False):
+        # A JAX 0.10 hi-type (a Flax NNX Variable backed by mutable state): its type includes
+        # its current state (QDD), which only the value knows; `make_jaxpr` reads it from there.
+        return x
+    return aval_struct(aval)
 
 
 def aval_struct(aval):

@@ -42,6 +42,8 @@ def is_differentiable(aval) -> bool:
 
 def tangent_aval(aval):
     """The abstract value of a tangent of a value with abstract value `aval`."""
+    if getattr(aval, "is_high", False):  # a JAX 0.10 hi-type says what its tangents are
+        return aval.to_tangent_aval()
     dtype = tangent_dtype(aval.dtype)
     if dtype == aval.dtype:
         return aval
