@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
+import numpy as np
 from jax.extend.core import Jaxpr, Literal
+from jax.extend.core.primitives import convert_element_type_p as _convert_p
 
 from . import debug as _debug
 from ._jax import ArrayImpl as _ArrayImpl
@@ -104,8 +107,31 @@ def eval_step(eqn, invals):
 
 def eval_jaxpr(jaxpr: Jaxpr, consts: Sequence, *args) -> list:
     """Evaluate `jaxpr`, binding each primitive: eager on arrays, staged under a trace."""
-    step = _eager_step if _at_top_level() else eval_step
-    return interpret(jaxpr, consts, args, step)
+    if not _at_top_level():
+        return interpret(jaxpr, consts, args, eval_step)
+    return literal_outputs_as_arrays(jaxpr, interpret(jaxpr, consts, args, _eager_step))
+
+
+def literal_outputs_as_arrays(jaxpr: Jaxpr, outs: list) -> list:
+    """Eager outputs of `jaxpr` with its literal outputs as device arrays of the literal's type.
+
+    A literal's value is a host scalar (`TypedFloat`, ...); an eager call of the function under
+    `jax.jit`, or JAX's own transforms, hand back an `Array` there (`jnp.array(-1.0)` returned
+    as a function's aux would not be subscriptable).
+    """
+    if not any(type(v) is Literal for v in jaxpr.outvars):
+        return outs
+    return [
+        _literal_array(v) if type(v) is Literal else out
+        for v, out in zip(jaxpr.outvars, outs, strict=True)
+    ]
+
+
+def _literal_array(lit: Literal):
+    x = jax.device_put(np.asarray(lit.val, lit.aval.dtype))
+    if lit.aval.weak_type:
+        x = _convert_p.bind(x, new_dtype=lit.aval.dtype, weak_type=True, sharding=None)
+    return x
 
 
 def _at_top_level() -> bool:

@@ -17,8 +17,9 @@ from jax import dtypes
 from jax.extend.core import Jaxpr, Primitive
 
 from . import debug as _debug
+from ._jax import core as _core
 from .errors import MissingRuleError
-from .interpreter import bind, interpret
+from .interpreter import bind, interpret, literal_outputs_as_arrays
 from .zeros import Zero, add_tangents, instantiate, tangent_aval
 
 jvp_rules: dict[Primitive, Callable] = {}
@@ -112,7 +113,10 @@ def jvp_eval(jaxpr: Jaxpr, consts: Sequence, primals: Sequence, tangents: Sequen
     outs = interpret(
         jaxpr, const_pairs, list(zip(primals, tangents, strict=True)), jvp_step, _literal_pair
     )
-    return [p for p, _ in outs], [t for _, t in outs]
+    primals_out = [p for p, _ in outs]
+    if _core.trace_ctx.is_top_level():
+        primals_out = literal_outputs_as_arrays(jaxpr, primals_out)
+    return primals_out, [t for _, t in outs]
 
 
 # --- helpers for writing rules ------------------------------------------------------------------
