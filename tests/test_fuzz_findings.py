@@ -135,3 +135,18 @@ def test_make_jaxpr_of_grad_writes_seed_as_literal(x):
     theirs = jax.make_jaxpr(jax.grad(f))(x)
     assert not ours.consts and not ours.jaxpr.constvars
     assert str(ours) == str(theirs)
+
+
+def test_loop_carry_cotangent_is_as_weak_as_the_incoming_one():
+    # Found by test_random_programs_match_jax: a Python-float (weak) carry with a strong
+    # cotangent. JAX's scan transpose gives a strong cotangent; ours cast it to the carry's
+    # weak type.
+    f = lambda x: jax.lax.fori_loop(0, 3, lambda i, c: jnp.sin(c) + 0.5 * c, x)  # noqa: E731
+    for ct in (jnp.asarray(np.float64(0.3)), jnp.asarray(0.3)):
+        (ours,), (theirs,) = T.vjp(f, 0.7)[1](ct), jax.vjp(f, 0.7)[1](ct)
+        assert ours.weak_type == theirs.weak_type == ct.weak_type
+        np.testing.assert_allclose(ours, theirs, rtol=1e-14)
+    # The same loop with a traced trip count runs as a while loop in reverse (JAX refuses).
+    g = lambda x: jax.lax.fori_loop(0, jnp.asarray(3), lambda i, c: jnp.sin(c) + 0.5 * c, x)  # noqa: E731
+    (ours,) = T.vjp(g, 0.7)[1](jnp.asarray(np.float64(0.3)))
+    assert not ours.weak_type
