@@ -52,6 +52,18 @@ def cast_to_aval(x, aval):
     )
 
 
+def as_weak_as(cts, avals) -> list:
+    """`avals` with the weak type of the cotangents that come in (Zeros keep theirs).
+
+    A loop carry's cotangent is as weak as the incoming one, as JAX's loops give it: a strong
+    cotangent of a Python-float (weak) carry stays strong.
+    """
+    return [
+        a if type(ct) is Zero else a.update(weak_type=jax.typeof(ct).weak_type)
+        for ct, a in zip(cts, avals, strict=True)
+    ]
+
+
 def jvp_nonzeros(closed: ClosedJaxpr, nonzeros) -> list[bool]:
     """Which outputs of `closed`'s JVP have a nonzero tangent, given which inputs do."""
     in_avals = [v.aval for v in closed.jaxpr.invars]
@@ -347,12 +359,7 @@ def _scan_transpose(cts, *invals, jaxpr, num_consts, num_carry, length, reverse,
     in_t_avals = [tangent_aval(v.aval) for v in jaxpr.jaxpr.invars]
     const_avals, carry_avals, xs_avals = _split3(in_t_avals, n_c, n_k)
     out_t_avals = [tangent_aval(v.aval) for v in jaxpr.jaxpr.outvars]
-    # A carry's cotangent is as weak as the cotangent that comes in, as JAX's is: a strong
-    # cotangent of a Python-float (weak) carry stays strong.
-    carry_avals = [
-        a if type(ct) is Zero else a.update(weak_type=jax.typeof(ct).weak_type)
-        for ct, a in zip(cts[:n_k], carry_avals, strict=True)
-    ]
+    carry_avals = as_weak_as(cts[:n_k], carry_avals)
     ct_carry0 = [cast_to_aval(ct, a) for ct, a in zip(cts[:n_k], carry_avals, strict=True)]
     ys_nz = [type(ct) is not Zero for ct in cts[n_k:]]
     ct_ys = _pick(cts[n_k:], ys_nz)

@@ -6,6 +6,8 @@ transpose routes the cotangent back to where each input element went.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 from jax import lax
@@ -345,6 +347,11 @@ def _dot_transpose_lhs(ct, x_aval, y, *, dimension_numbers, swap_ans=False, **pa
 _LEADING_CONTRACTION_MIN = 256
 
 
+@functools.cache
+def _default_backend_is_cpu() -> bool:
+    return jax.default_backend() == "cpu"  # fixed once JAX has started; read it once
+
+
 def _is_leading_contraction(lhs, rhs, dims) -> bool:
     (lc, rc), (lb, rb) = dims
     k = len(lc)
@@ -352,7 +359,7 @@ def _is_leading_contraction(lhs, rhs, dims) -> bool:
         return False
     if not all(type(d) is int for d in (*np.shape(lhs), *np.shape(rhs))):
         return False  # symbolic sizes (tf.function's None dimensions): left to XLA
-    if jax.default_backend() != "cpu":
+    if not _default_backend_is_cpu():
         return False  # measured on XLA:CPU only; GPU and TPU kernels take transposed operands
     return int(np.prod(np.shape(lhs)[:k])) >= _LEADING_CONTRACTION_MIN
 

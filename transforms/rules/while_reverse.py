@@ -49,6 +49,7 @@ from .control_flow import (
     _sds,
     _split3,
     _while_partial_eval,
+    as_weak_as,
     cast_to_aval,
     loop_predicate,
 )
@@ -221,11 +222,7 @@ def _while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nc
 
     # 2. Reverse, recomputing from the nearest snapshot.
     mask = [False] * n_res + [True] * (len(lin_bc_avals) + len(lin_carry_avals))
-    # A carry's cotangent is as weak as the one that comes in (as for scan, JAX's rule).
-    lin_carry_avals = [
-        a if type(ct) is Zero else a.update(weak_type=jax.typeof(ct).weak_type)
-        for ct, a in zip(_pick(list(cts), carry_lin), lin_carry_avals, strict=True)
-    ]
+    lin_carry_avals = as_weak_as(_pick(list(cts), carry_lin), lin_carry_avals)
     ct_carry0 = [
         cast_to_aval(ct, a)
         for ct, a in zip(_pick(list(cts), carry_lin), lin_carry_avals, strict=True)
