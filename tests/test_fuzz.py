@@ -1,17 +1,18 @@
 """A differential fuzzer: random programs, our derivatives against JAX's, in float64.
 
-Hypothesis draws a program as a random expression DAG over a pool of values of one shape:
-each step applies an element-wise, reduction-and-broadcast, structural (slice, concatenate, pad,
+Hypothesis draws a program as a random expression DAG over a pool of values of one shape: each
+step applies an element-wise, reduction-and-broadcast, structural (slice, concatenate, pad,
 reverse, transpose, reshape), `dot` or selection op to earlier values (sharing is allowed, so
 fan-out and repeated operands occur), or one of those inside `jax.vmap`, `custom_jvp` functions
 (`jax.nn.relu`, `jnp.logaddexp`) under `vmap`, and NumPy constants (closed over, or fed to a
-vmapped `custom_jvp` function), and `while` loops whose trip count depends on the values,
-under `vmap` each row stopping at its own step (JAX's reverse mode refuses a while loop, so its
-side runs the same function as a fixed-length loop, `_REFERENCE`). Domains are kept safe by construction (`log(1 + x²)`,
-`a / (1 + b²)`, ...), so every derivative is finite. Each program is checked in forward mode,
-reverse mode, forward-over-reverse and reverse-over-reverse; the gradient also with the first
-input a NumPy array that is not differentiated. Every output must have JAX's shape, dtype and
-weak type as well as its value; rank-0 programs are also run on Python floats (weak types).
+vmapped `custom_jvp` function), and `while` loops whose trip count depends on the values, under
+`vmap` each row stopping at its own step (JAX's reverse mode refuses a while loop, so its side
+runs the same function as a fixed-length loop, `_REFERENCE`). Domains are kept safe by
+construction (`log(1 + x²)`, `a / (1 + b²)`, ...), so every derivative is finite. Each program
+is checked in forward mode, reverse mode, forward-over-reverse and reverse-over-reverse; the
+gradient also with the first input a NumPy array that is not differentiated. Every output must
+have JAX's shape, dtype and weak type as well as its value; rank-0 programs are also run on
+Python floats (weak types).
 
 The CI budget is small; raise it with `TRANSFORMS_FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py`.
 """
