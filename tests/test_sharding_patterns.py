@@ -318,3 +318,138 @@ def test_tf_variables_keep_their_shardings_through_a_training_step():
     # An eager assign of a host value keeps the placement too, as in TF.
     w.assign(np.zeros((8, 4)))
     assert w._value.sharding == jax.sharding.NamedSharding(mesh, P("data"))
+
+
+# --- forward mode with tangents placed unlike their primals ----------------------------------
+
+_SWAPPED = {"data": "model", "model": "data", None: None}
+
+
+def _rule_args(mesh, name):
+    """The primals of RULES[name] (as in test_rule_passes_shardings) and their specs."""
+    _, specs = RULES[name]
+    shapes = {1: (12,), 2: (8, 12)}
+    args = []
+    for i, spec in enumerate(specs):
+        shape = (12, 8) if name == "dot_general" and i == 1 else shapes[len(spec)]
+        args.append(_put(mesh, _rand(shape, i), spec))
+    return args
+
+
+def _misplaced(mesh, primal, placement, seed):
+    """A tangent for `primal` placed otherwise: replicated, split over the other mesh axes, or
+    not placed at all (a NumPy array)."""
+    value = _rand(primal.shape, seed)
+    if placement == "unplaced":
+        return np.asarray(value)
+    if placement == "replicated":
+        return _put(mesh, value, P())
+    return _put(mesh, value, P(*(_SWAPPED[a] for a in _spec(primal))))
+
+
+_PLACEMENTS = ("replicated", "swapped", "unplaced")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "elementwise",
+        "broadcast",
+        "dot_general",
+        "reduce_sum",
+        "reduce_max",
+        "reshape",
+        "softmax",
+        "reshard",
+        "auto_axes",
+    ],
+)
+def test_jvp_gives_tangents_their_primals_shardings(name):
+    # jax.jvp traces each jitted function's JVP (every jnp function is one) with the primals'
+    # tangent types, so its output tangents are laid out as the primal outputs are, however the
+    # input tangents were placed; ours casts the tangents to their primals' shardings on entry.
+    fun = RULES[name][0]
+    mesh = _data_model_mesh()
+    args = _rule_args(mesh, name)
+    with jax.set_mesh(mesh):
+        for placement in _PLACEMENTS:
+            tangents = tuple(_misplaced(mesh, a, placement, 10 + i) for i, a in enumerate(args))
+            for wrap in (lambda f: f, jax.jit):  # eager and staged
+                got = wrap(lambda a, t: transforms.jvp(fun, a, t))(tuple(args), tangents)
+                want = wrap(lambda a, t: jax.jvp(fun, a, t))(tuple(args), tangents)
+                for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+                    np.testing.assert_allclose(g, w, **TOL)
+                    assert _spec(g) == _spec(w), (placement, _spec(g), _spec(w))
+                    assert jax.typeof(g).sharding == jax.typeof(w).sharding
+
+
+@pytest.mark.parametrize("name", ["transpose", "gather", "scan"])
+def test_jvp_tangents_have_their_primals_shardings_where_jax_mistypes_them(name):
+    # Through lax-level operations that are not jitted (`x.T`, indexing) jax.jvp passes a
+    # misplaced tangent on as it is, so its output tangent's type is not its primal's (a scan
+    # carry even fails to type-check); JAX asserts that tangents have their primals' shardings
+    # under jax_enable_checks. Ours gives every output tangent its primal output's sharding,
+    # with JAX's values.
+    fun = RULES[name][0]
+    mesh = _data_model_mesh()
+    args = _rule_args(mesh, name)
+    placed = tuple(_put(mesh, _rand(a.shape, 10 + i), a.sharding.spec) for i, a in enumerate(args))
+    with jax.set_mesh(mesh):
+        want_out, want_dot = jax.jit(lambda *a: jax.jvp(fun, a, placed))(*args)
+        for placement in _PLACEMENTS:
+            tangents = tuple(_misplaced(mesh, a, placement, 10 + i) for i, a in enumerate(args))
+            out, out_dot = jax.jit(lambda a, t: transforms.jvp(fun, a, t))(tuple(args), tangents)
+            np.testing.assert_allclose(out_dot, want_dot, **TOL)  # same values as placed ones
+            assert _spec(out_dot) == _spec(out) == _spec(want_dot)
+        with jax.enable_checks(True), pytest.raises(AssertionError):
+            jax.jvp(fun, tuple(args), tuple(_misplaced(mesh, a, "swapped", 0) for a in args))
+
+
+def test_jacfwd_on_explicit_axes():
+    mesh = _data_model_mesh()
+    for name in ("dot_general", "reduce_sum", "reshape", "elementwise"):
+        fun = RULES[name][0]
+        args = _rule_args(mesh, name)
+        argnums = tuple(range(len(args)))
+        with jax.set_mesh(mesh):
+            got = jax.jit(transforms.jacfwd(fun, argnums))(*args)
+            want = jax.jit(jax.jacfwd(fun, argnums))(*args)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(g, w, **TOL)
+            assert _spec(g) == _spec(w), (name, _spec(g), _spec(w))
+
+
+def test_linearize_and_vjp_check_tangent_shardings_as_jax_does():
+    fun = RULES["reduce_sum"][0]
+    mesh = _data_model_mesh()
+    (x,) = _rule_args(mesh, "reduce_sum")
+    with jax.set_mesh(mesh):
+        y, f_jvp = transforms.linearize(fun, x)
+        _, jax_f_jvp = jax.linearize(fun, x)
+        # A tangent with no mesh is placed as its primal is (JAX's linear program, run on it
+        # as it is, leaves this output tangent unsplit: typed unlike its primal).
+        t = _misplaced(mesh, x, "unplaced", 1)
+        for wrap in (lambda f: f, jax.jit):
+            got, want = wrap(f_jvp)(t), wrap(jax_f_jvp)(t)
+            np.testing.assert_allclose(got, want, **TOL)
+            assert _spec(got) == _spec(y) == ("data",)
+        # One on the mesh but laid out otherwise is refused, with JAX's error.
+        for placement in ("replicated", "swapped"):
+            t = _misplaced(mesh, x, placement, 1)
+            with pytest.raises(ValueError, match="inconsistent with the original primal values"):
+                jax_f_jvp(t)
+            with pytest.raises(ValueError, match="inconsistent with the original primal values"):
+                f_jvp(t)
+        # And so is a cotangent laid out otherwise than its output.
+        _, f_vjp = transforms.vjp(fun, x)
+        _, jax_f_vjp = jax.vjp(fun, x)
+        for placement in ("replicated", "swapped"):
+            ct = _misplaced(mesh, y, placement, 2)
+            with pytest.raises(ValueError, match="unexpected JAX type"):
+                jax_f_vjp(ct)
+            with pytest.raises(ValueError, match="unexpected JAX type"):
+                f_vjp(ct)
+        ct = _misplaced(mesh, y, "unplaced", 2)
+        got, want = f_vjp(ct)[0], jax_f_vjp(ct)[0]
+        np.testing.assert_allclose(got, want, **TOL)
+        assert _spec(got) == _spec(want) == _spec(x)
