@@ -13,7 +13,10 @@ A second table checks rule by rule that shardings pass through forward and rever
 from __future__ import annotations
 
 import collections
+import os
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +29,7 @@ from jax.sharding import auto_axes, explicit_axes, reshard
 import transforms
 
 TOL = dict(rtol=1e-10, atol=1e-10)
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _rand(shape, seed=0):
@@ -453,3 +457,34 @@ def test_linearize_and_vjp_check_tangent_shardings_as_jax_does():
         got, want = f_vjp(ct)[0], jax_f_vjp(ct)[0]
         np.testing.assert_allclose(got, want, **TOL)
         assert _spec(got) == _spec(want) == _spec(x)
+
+
+def test_tf_training_step_on_explicit_axes(tmp_path):
+    # tf.Variables holding arrays sharded over an Explicit mesh: the tape gradient has each
+    # Variable's sharding, and the Variable keeps it through assign_sub and a tf.optimizers
+    # (Keras) apply_gradients; the values are those of the same steps unsharded. Keras is
+    # imported in the worker's own process only.
+    out = tmp_path / "tf_mesh.npz"
+    env = {**os.environ, "PYTHONPATH": _ROOT}
+    env.pop("XLA_FLAGS", None)
+    done = subprocess.run(
+        [sys.executable, os.path.join(_ROOT, "tests", "tf_mesh_worker.py"), str(out)],
+        cwd=_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    got = dict(np.load(out))
+    specs = {"w": repr(("data", None)), "b": repr((None,))}
+    for run in ("assign", "optimizer"):
+        for k, spec in specs.items():
+            for what in ("traced_grad", "grad", "value"):
+                assert str(got[f"{run}/sharded/{what}/{k}"]) == spec, (run, what, k)
+            np.testing.assert_allclose(
+                got[f"{run}/sharded/param/{k}"], got[f"{run}/plain/param/{k}"], **TOL
+            )
+        assert str(got[f"{run}/sharded/assigned/w"]) == specs["w"]
+    # The optimizer's momentum makes its steps differ from plain SGD's.
+    assert not np.allclose(got["optimizer/plain/param/w"], got["assign/plain/param/w"])
