@@ -349,6 +349,8 @@ def _misplaced(mesh, primal, placement, seed):
     """A tangent for `primal` placed otherwise: replicated, split over the other mesh axes, or
     not placed at all (a NumPy array)."""
     value = _rand(primal.shape, seed)
+    if placement == "placed":  # as its primal, for contrast
+        return _put(mesh, value, primal.sharding.spec)
     if placement == "unplaced":
         return np.asarray(value)
     if placement == "replicated":
@@ -426,6 +428,27 @@ def test_jacfwd_on_explicit_axes():
         for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(g, w, **TOL)
             assert _spec(g) == _spec(w), (name, _spec(g), _spec(w))
+
+
+def test_hvp_on_explicit_axes_with_tangents_placed_otherwise():
+    from transforms import tiered
+
+    def f(x):
+        return jnp.sum(jnp.sin(x) ** 2)
+
+    mesh = _data_model_mesh()
+    (x,) = _rule_args(mesh, "reduce_sum")
+    with jax.set_mesh(mesh):
+        for placement in ("placed", *_PLACEMENTS):
+            t = _misplaced(mesh, x, placement, 1)
+            # Eager calls run op by op, then compiled (in the background from the second call):
+            # the program compiled for one placement of the tangent never serves another.
+            for _ in range(3):
+                got = transforms.hvp(f, (x,), (t,))
+                tiered.wait(timeout=120)
+            want = jax.jvp(jax.grad(f), (x,), (t,))[1]
+            np.testing.assert_allclose(got, want, **TOL)
+            assert _spec(got) == _spec(want) == _spec(x)
 
 
 def test_linearize_and_vjp_check_tangent_shardings_as_jax_does():
