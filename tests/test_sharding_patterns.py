@@ -516,3 +516,26 @@ def test_tf_training_step_on_explicit_axes(tmp_path):
         assert str(got[f"{run}/sharded/assigned/w"]) == specs["w"]
     # The optimizer's momentum makes its steps differ from plain SGD's.
     assert not np.allclose(got["optimizer/plain/param/w"], got["assign/plain/param/w"])
+
+
+def test_eager_programs_serve_arguments_placed_otherwise():
+    # On Auto axes the placement is not in the types, so one cached derivative program serves
+    # arguments split over the mesh and replicated alike; the executable compiled for one
+    # placement refuses another, and the call goes through jax.jit instead.
+    from transforms import tiered
+
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    x = _put(mesh, _rand((16, 4), 0), P("data"))
+
+    def f(x):
+        return jnp.sum(jnp.sin(x) ** 2, axis=1)
+
+    with jax.set_mesh(mesh):
+        for spec in (P("data"), P(), P("data")):
+            t = _put(mesh, _rand((16, 4), 1), spec)
+            for _ in range(3):  # op by op, then compiled in the background
+                got_dot = transforms.jvp(f, (x,), (t,))[1]
+                got_grad = transforms.grad(lambda v: jnp.sum(f(v)))(t)
+                tiered.wait(timeout=120)
+            np.testing.assert_allclose(got_dot, jax.jvp(f, (x,), (t,))[1], **TOL)
+            np.testing.assert_allclose(got_grad, jax.grad(lambda v: jnp.sum(f(v)))(t), **TOL)
