@@ -508,7 +508,7 @@ def test_tf_training_step_on_explicit_axes(tmp_path):
     specs = {"w": repr(("data", None)), "b": repr((None,))}
     for run in ("assign", "optimizer"):
         for k, spec in specs.items():
-            for what in ("traced_grad", "grad", "value"):
+            for what in ("eager_grad", "traced_grad", "grad", "value"):
                 assert str(got[f"{run}/sharded/{what}/{k}"]) == spec, (run, what, k)
             np.testing.assert_allclose(
                 got[f"{run}/sharded/param/{k}"], got[f"{run}/plain/param/{k}"], **TOL

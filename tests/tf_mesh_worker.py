@@ -4,8 +4,8 @@ tests/test_sharding_patterns.py in its own process (8 simulated CPU devices; Ker
 
 Trains the same steps with the Variables sharded under `jax.set_mesh` and unsharded, and
 writes to the .npz named by argv[1]: the parameters of both runs, and for each Variable the
-partition of its tape gradient (inside the `tf.function` and returned from it) and of its value
-after `assign_sub` or `apply_gradients`, and after an eager `assign` of a NumPy array.
+partition of its tape gradient (eager, inside the `tf.function` and returned from it) and of
+its value after `assign_sub` or `apply_gradients`, and after an eager `assign` of a NumPy array.
 """
 
 from __future__ import annotations
@@ -60,6 +60,11 @@ def train(mesh, optimizer: bool) -> dict:
             opt.apply_gradients(zip(grads, [w, b]))
         return grads
 
+    with tf.GradientTape() as tape:  # eagerly, outside any tf.function, too
+        loss = tf.reduce_mean(tf.square(tf.tanh(tf.matmul(tf.constant(x), w) + b)))
+    seen.update(
+        {f"eager_grad/{k}": _spec(g._value) for k, g in zip("wb", tape.gradient(loss, [w, b]))}
+    )
     for _ in range(STEPS):
         grads = step(tf.constant(x))
     seen.update({f"grad/{k}": _spec(g._value) for k, g in zip("wb", grads)})
