@@ -76,10 +76,9 @@ def explicit_placement(x):
     A concrete array answers with its concrete sharding (its devices), so that a value can be
     moved there outside any `jax.set_mesh`; a traced value with its type's (abstract) sharding.
     """
-    sharding = explicit_sharding(jax.typeof(x))
-    if sharding is not None and isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
-        return x.sharding
-    return sharding
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        return explicit_sharding(x)  # read off the array: no abstract value built per call
+    return explicit_sharding(jax.typeof(x))
 
 
 def with_placement(t, placement):
