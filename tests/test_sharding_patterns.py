@@ -539,3 +539,27 @@ def test_eager_programs_serve_arguments_placed_otherwise():
                 tiered.wait(timeout=120)
             np.testing.assert_allclose(got_dot, jax.jvp(f, (x,), (t,))[1], **TOL)
             np.testing.assert_allclose(got_grad, jax.grad(lambda v: jnp.sum(f(v)))(t), **TOL)
+
+
+@pytest.mark.parametrize("name", ["auto_axes", "explicit_axes"])
+def test_eager_derivatives_through_axis_type_regions(name):
+    # Eagerly (no jax.jit): a Python float inside an auto_axes / explicit_axes region is typed
+    # with that region's mesh, so it is not hoisted out into a constant made under the outer one.
+    from transforms import tiered
+
+    fun, (spec,) = RULES[name]
+    mesh = _data_model_mesh()
+    x, t = _put(mesh, _rand((8, 12), 0), spec), _put(mesh, _rand((8, 12), 1), spec)
+
+    def loss(x):
+        return jnp.sum(jnp.sin(fun(x)))
+
+    with jax.set_mesh(mesh):
+        for _ in range(3):  # op by op, then compiled
+            got = transforms.grad(loss)(x)
+            got_dot = transforms.jvp(fun, (x,), (t,))[1]
+            tiered.wait(timeout=120)
+        want, want_dot = jax.grad(loss)(x), jax.jvp(fun, (x,), (t,))[1]
+    np.testing.assert_allclose(got, want, **TOL)
+    np.testing.assert_allclose(got_dot, want_dot, **TOL)
+    assert _spec(got) == _spec(x) and _spec(got_dot) == _spec(want_dot)
