@@ -563,3 +563,20 @@ def test_eager_derivatives_through_axis_type_regions(name):
     np.testing.assert_allclose(got, want, **TOL)
     np.testing.assert_allclose(got_dot, want_dot, **TOL)
     assert _spec(got) == _spec(x) and _spec(got_dot) == _spec(want_dot)
+
+
+def test_tf_forward_accumulator_on_explicit_axes():
+    # tf.autodiff.ForwardAccumulator runs on transforms.jvp: a replicated tangent for a Variable
+    # split over "data" pushes forward to the output's sharding, with jax.jvp's values.
+    import transforms.tf as tf
+
+    mesh = _data_mesh()
+    with jax.set_mesh(mesh):
+        w = tf.Variable(_put(mesh, _rand((8, 4), 1), P("data")))
+        t = _put(mesh, _rand((8, 4), 2), P())
+        with tf.autodiff.ForwardAccumulator(w, tf.constant(t)) as acc:
+            y = tf.reduce_sum(3.0 * w, axis=1)  # linear in w: the tangent meets no split value
+        got = acc.jvp(y)._value
+        want = jax.jvp(lambda v: jnp.sum(3.0 * v, axis=1), (w._value,), (t,))[1]
+    np.testing.assert_allclose(got, want, **TOL)
+    assert _spec(got) == _spec(want) == _spec(y._value) == ("data",)
