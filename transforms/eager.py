@@ -46,7 +46,11 @@ def _try_compiled(tag, f, dyn: tuple, extra, run):
         args = tree_util.tree_unflatten(in_tree, args_flat)
         return run(g, args, tree_util.tree_unflatten(extra_tree, extra_flat))
 
-    tag = (tag, in_tree, out_tree, extra_tree)
+    # The compiled program takes `extra` (hvp's tangents) as inputs of the types and placements
+    # it was lowered for: another placement (a tangent split otherwise on a mesh) is another
+    # program.
+    extra_types = tuple((jax.typeof(x), getattr(x, "sharding", None)) for x in extra_flat)
+    tag = (tag, in_tree, out_tree, extra_tree, extra_types)
     return engine.run_compiled(tag, closed, program, flat, extra_flat)
 
 

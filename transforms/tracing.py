@@ -22,6 +22,7 @@ from ._jax import linear_util as _lu
 from ._jax import mesh as _mesh_lib
 from ._jax import partial_eval as _pe
 from .errors import traced_control_flow_error
+from .interpreter import eqn_mesh
 
 
 def shape_dtype(x):
@@ -113,6 +114,10 @@ def hoist_scalar_literals(closed: ClosedJaxpr) -> ClosedJaxpr:
     changed = False
     for i, eqn in enumerate(eqns):
         if not any(type(v) is Literal and _hoistable(v) for v in eqn.invars):
+            continue
+        if eqn_mesh(eqn) is not None:
+            # Traced inside `auto_axes` / `explicit_axes`: its operands are typed with that
+            # region's mesh, which a constant made out here would not be; it stays a literal.
             continue
         invars = []
         for v in eqn.invars:
