@@ -28,7 +28,14 @@ from ..interpreter import dce_eqns, eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
 from ..partial_eval import _debug_info, partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
-from ..zeros import Zero, instantiate, is_differentiable, stacked_aval, tangent_aval
+from ..zeros import (
+    Zero,
+    explicit_sharding,
+    instantiate,
+    is_differentiable,
+    stacked_aval,
+    tangent_aval,
+)
 
 # --- helpers --------------------------------------------------------------------------------------
 
@@ -38,7 +45,11 @@ def _differentiable(aval) -> bool:
 
 
 def _sds(aval):
-    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+    # On Explicit mesh axes the sharding is part of the type: a program traced without it
+    # would not match the values it is called on (a loop's carries would change type).
+    return jax.ShapeDtypeStruct(
+        aval.shape, aval.dtype, weak_type=aval.weak_type, sharding=explicit_sharding(aval)
+    )
 
 
 def cast_to_aval(x, aval):

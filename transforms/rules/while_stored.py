@@ -28,7 +28,7 @@ from jax.extend.core import primitives as P
 
 from ..interpreter import dce_eqns, eval_jaxpr
 from ..partial_eval import _debug_info, split_jaxpr
-from ..zeros import stacked_aval
+from ..zeros import stacked_aval, zeros_like_aval
 from .control_flow import _eqn, _pick, _sds, _split3, cast_to_aval, loop_predicate
 
 MAX_STEPS_MARK = "transforms.while_max_steps="
@@ -144,9 +144,8 @@ def stored_while_partial_eval(eqn, unknowns):
     def forward(*args):
         cc, kbc, kinit = _split3(list(args), n_cc, n_bc - sum(bc_u))
         hoisted = eval_jaxpr(hoist_jaxpr, body.consts, *kbc)
-        buffers = [
-            lax.full(stacked_aval(r.aval, max_steps).shape, 0, r.aval.dtype) for r in res_stored
-        ]
+        # typed as the stacked residuals (sharding on Explicit axes, varying axes in shard_map)
+        buffers = [zeros_like_aval(stacked_aval(r.aval, max_steps)) for r in res_stored]
 
         def keep_going(state):
             step, carry, _ = state
