@@ -151,8 +151,13 @@ def _hoistable(lit: Literal) -> bool:
 
 
 def _scalar_const(key, lit: Literal):
-    # A device scalar with the literal's exact dtype and weak type (a NumPy scalar would be
-    # strongly typed and change the weak types of results). Recurring values are reused.
+    # A value of the literal's exact dtype and weak type (a NumPy scalar would be strongly
+    # typed and change the weak types of results). A weak literal of Python's own float or
+    # complex type is that Python number (nothing to put on a device: a new closure's first
+    # call, a schedule's new value each step); others are device scalars, recurring ones reused.
+    aval = lit.aval
+    if aval.weak_type and aval.dtype == _python_dtype(aval.dtype):
+        return complex(lit.val) if np.issubdtype(aval.dtype, np.complexfloating) else float(lit.val)
     key = (*key, mesh_context())
     const = _scalar_consts.get(key)
     if const is None:
@@ -169,6 +174,12 @@ def _scalar_const(key, lit: Literal):
             )
         _scalar_consts[key] = const
     return const
+
+
+def _python_dtype(dtype):
+    """The dtype JAX gives a Python float (complex) of `dtype`'s kind: 64-bit under x64."""
+    widest = np.complex128 if np.issubdtype(dtype, np.complexfloating) else np.float64
+    return jax.dtypes.canonicalize_dtype(widest)
 
 
 def name_like(flat_fun, fun, in_tree, avals_flat) -> None:
