@@ -140,12 +140,12 @@ OPS = {
     "stride": (
         1,
         lambda s: len(s) >= 1 and s[-1] >= 3,
-        lambda x: x.at[..., ::2].multiply(x[..., ::2]),
+        lambda x: jnp.asarray(x).at[..., ::2].multiply(x[..., ::2]),  # NumPy inputs too
     ),
     "broadcast_row": (1, _rank_ge(2), lambda x: x * x[:1]),
     # indexing and cumulative ops
     "gather_roll": (1, _rank_ge(1), lambda x: x[..., _roll_index(x.shape[-1])]),
-    "scatter_add": (2, _rank_ge(1), lambda a, b: a.at[..., 0].add(b[..., -1])),
+    "scatter_add": (2, _rank_ge(1), lambda a, b: jnp.asarray(a).at[..., 0].add(b[..., -1])),
     "cumsum": (1, _rank_ge(1), lambda x: jnp.cumsum(x, axis=-1)),
     "cumprod": (1, _rank_ge(1), lambda x: jnp.cumprod(0.8 + 0.3 * jnp.tanh(x), axis=-1)),
     "times_prod": (1, _rank_ge(1), lambda x: x * jnp.prod(1.0 + 0.2 * x, axis=-1, keepdims=True)),
