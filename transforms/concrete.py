@@ -35,6 +35,7 @@ from ._jax import ArrayImpl as _ArrayImpl
 from ._jax import TypedNdArray as _TypedNdArray
 from ._jax import core as _core
 from ._jax import linear_util as _lu
+from .rule_first import mark_derivative_trace
 
 __all__ = ["ConcreteTracer", "concrete_value", "trace_flat"]
 
@@ -448,6 +449,8 @@ def trace_concrete(fun, in_tree, concretes, avals):
     log: list = []
 
     def flat_fun(*symbolic):
+        mark_derivative_trace()
+
         def call(*args_flat):
             out = fun(*tree_util.tree_unflatten(in_tree, args_flat))
             out_flat, out_tree = tree_util.tree_flatten(out)

@@ -22,6 +22,7 @@ from ._jax import linear_util as _lu
 from ._jax import mesh as _mesh_lib
 from ._jax import partial_eval as _pe
 from .errors import traced_control_flow_error
+from .rule_first import custom_jvp_rule_p, mark_derivative_trace
 
 
 def shape_dtype(x):
@@ -58,15 +59,20 @@ def aval_struct(aval):
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
 
 
-def trace_flat(fun, in_tree, avals_flat) -> tuple[ClosedJaxpr, tree_util.PyTreeDef]:
+def trace_flat(
+    fun, in_tree, avals_flat, *, rule_first: bool = True
+) -> tuple[ClosedJaxpr, tree_util.PyTreeDef]:
     """Trace `fun(*unflatten(in_tree, args))` to a closed jaxpr over flat arguments.
 
     Returns the jaxpr and the output tree. Python control flow on traced values fails here; the
-    error says what to use instead.
+    error says what to use instead. With `rule_first` (a trace to be differentiated), the
+    `custom_jvp`/`custom_vjp` calls in it are traced as their rules (`rule_first.py`).
     """
     out_tree_box = []
 
     def flat_fun(*args_flat):
+        if rule_first:
+            mark_derivative_trace()
         out = fun(*tree_util.tree_unflatten(in_tree, args_flat))
         out_flat, out_tree = tree_util.tree_flatten(out)
         out_tree_box.append(out_tree)
@@ -296,6 +302,8 @@ def jaxpr_key(jaxpr: Jaxpr, memo: dict | None = None):
                 tuple(var(v) for v in eqn.outvars),
                 _custom_jvp_key(eqn, memo)
                 if eqn.primitive.name == "custom_jvp_call"
+                else _custom_jvp_rule_key(eqn, memo)
+                if eqn.primitive is custom_jvp_rule_p
                 else _params_key(eqn.params, memo),
             )
         )
@@ -335,6 +343,18 @@ def _custom_jvp_key(eqn, memo):
         ("num_consts", params["num_consts"]),
         ("jvp", rule_key, tuple(_inner_const_key(c) for c in jvp_consts)),
         ("out_zeros", tuple(out_zeros)),
+    )
+
+
+def _custom_jvp_rule_key(eqn, memo):
+    # The rule traced in place of the call (rule_first.py): what it traced to is the key. The
+    # primal function, traced only if the equation is evaluated for its value alone, is not:
+    # JAX's transforms, too, take the call's value from the rule wherever a tangent reaches it.
+    params = eqn.params
+    return (
+        ("jvp", jaxpr_key(params["jvp_jaxpr"].jaxpr, memo)),
+        ("num_consts", params["num_consts"]),
+        ("out_zeros", params["out_zeros"]),
     )
 
 

@@ -1,0 +1,225 @@
+"""Users' rules first: under our derivative traces a `custom_jvp`/`custom_vjp` call is traced as
+its rule, never as its primal, as JAX's own transforms do.
+
+JAX's `grad`/`jvp`/`vjp` meet a `custom_jvp` function in a JVP trace, which calls its `jvp` rule
+and never the function itself; a `custom_vjp` function's `fwd` runs in place of the function.
+We differentiate a jaxpr traced beforehand, and `jax.make_jaxpr` traces the primal body of such
+a call (JAX's jaxpr tracer needs its output types) and leaves the rule for later. Users put
+prints and other side effects in these functions, and libraries rely on the order: Flax NNX's
+`custom_vjp` wrapper reads module state that its `fwd` leaves, and a primal traced first leaves
+that state holding its own, dead, tracers.
+
+So in the top frame of our derivative traces (`mark_derivative_trace`), such a call records
+an equation of its own (`custom_jvp_rule_p`, `custom_vjp_rule_p`) holding the rule, traced now,
+in the live trace (what it closes over becomes the equation's inputs), with the output types the
+rule gives. Their JVP rules (rules/calls.py) evaluate that traced rule. Evaluated for its value
+only (an equation no tangent reaches), the equation binds JAX's own call again, which traces the
+primal then: where JAX would have traced it too. Rules with `symbolic_zeros=True` depend on which
+tangents are zero, known only when differentiating: those calls are traced as JAX's tracer does.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+
+from jax.extend.core import ClosedJaxpr, Primitive
+from jax.extend.core import primitives as P
+
+from ._jax import core as _core
+from ._jax import effects as _effects
+from ._jax import partial_eval as _pe
+from ._jax import source_info_util as _source_info
+
+__all__ = [
+    "custom_jvp_rule_p",
+    "custom_vjp_rule_p",
+    "mark_derivative_trace",
+    "primal_jaxpr",
+]
+
+# The jaxpr traces (by identity) of functions being traced to be differentiated.
+_derivative_traces: weakref.WeakSet = weakref.WeakSet()
+
+
+def mark_derivative_trace() -> None:
+    """Call first thing inside a function being traced to be differentiated: its top frame."""
+    _derivative_traces.add(_core.trace_ctx.trace)
+
+
+class _RulePrimitive(Primitive):
+    """A user's rule, traced: bound for its value, it is JAX's own custom call again."""
+
+    multiple_results = True
+
+    def __init__(self, name, rebind):
+        super().__init__(name)
+        self._rebind = rebind
+        self.def_abstract_eval(lambda *_, out_avals, **__: out_avals)
+
+    def bind(self, *args, **params):
+        return self._rebind(*args, **params)
+
+
+def _reset(*funs) -> None:
+    # A WrappedFun records its output tree in stores, which refuse a second, different value.
+    for fun in funs:
+        for store in fun.stores:
+            if store:
+                store.reset()
+
+
+def _rebind_jvp(*args, num_consts, fun, jvp, symbolic_zeros, **_):
+    _reset(fun, jvp)
+    return P.custom_jvp_call_p.bind(
+        *args[num_consts:], subfuns=(fun, jvp), symbolic_zeros=symbolic_zeros
+    )
+
+
+def _rebind_vjp(*args, num_consts, fun, fwd, bwd, user_out_trees, symbolic_zeros, **_):
+    _reset(fun)
+    return P.custom_vjp_call_p.bind(
+        *args[num_consts:],
+        subfuns=(fun, fwd, bwd),
+        out_trees=user_out_trees,
+        symbolic_zeros=symbolic_zeros,
+    )
+
+
+custom_jvp_rule_p = _RulePrimitive("custom_jvp_rule", _rebind_jvp)
+custom_vjp_rule_p = _RulePrimitive("custom_vjp_rule", _rebind_vjp)
+
+
+def primal_jaxpr(params, in_avals) -> tuple:
+    """The primal function of a rule equation, traced now: (jaxpr, consts).
+
+    For the rules that need the function itself (forward mode through a `custom_vjp` whose
+    `bwd` is not linear), as JAX's tracer would have traced it.
+    """
+    fun = params["fun"]
+    _reset(fun)
+    jaxpr, _, consts = _pe.trace_to_jaxpr_dynamic(fun, list(in_avals))
+    return jaxpr, consts
+
+
+def _input_effects(closed: ClosedJaxpr, n_inputs: int):
+    # Effects on the equation's inputs, by position; the rule's tangent inputs are not inputs of
+    # the equation (a JVP rule's jaxpr takes them after the primals).
+    kept = set()
+    for eff in _core.positional_effects(closed):
+        if isinstance(eff, _effects.JaxprInputEffect) and eff.input_index >= n_inputs:
+            continue
+        kept.add(eff)
+    return kept
+
+
+def _jvp_first(method):
+    @functools.wraps(method)
+    def process(self, prim, fun, jvp, tracers, /, *, symbolic_zeros):
+        if symbolic_zeros or self not in _derivative_traces or self.requires_low:
+            return method(self, prim, fun, jvp, tracers, symbolic_zeros=symbolic_zeros)
+        source_info = _source_info.current()
+        tracers = [self.to_jaxpr_tracer(t, source_info) for t in tracers]
+        in_avals = [t.aval for t in tracers]
+        tangent_avals = [a.to_tangent_aval() for a in in_avals]
+        # As JAX's JVP trace calls the rule: every tangent present (none symbolically zero).
+        in_zeros = (False,) * len(in_avals)
+        _reset(jvp)
+        rule, out_zeros = _pe._jvp_jaxpr_zeros(jvp, in_zeros, ())
+        with _core.set_current_trace(None):
+            jaxpr, _, consts = _pe.trace_to_jaxpr_dynamic(
+                rule.with_unknown_names(), [*in_avals, *tangent_avals]
+            )
+        out_zeros = tuple(out_zeros())
+        out_avals = [v.aval for v in jaxpr.outvars[: len(out_zeros)]]
+        closed = ClosedJaxpr(_pe.convert_constvars_jaxpr(jaxpr), ())
+        const_tracers = [self.to_jaxpr_tracer(c, source_info) for c in consts]
+        n_inputs = len(consts) + len(tracers)
+        return self.emit_eqn(
+            [*const_tracers, *tracers],
+            out_avals,
+            custom_jvp_rule_p,
+            dict(
+                jvp_jaxpr=closed,
+                num_consts=len(consts),
+                out_zeros=out_zeros,
+                out_avals=tuple(out_avals),
+                fun=fun,
+                jvp=jvp,
+                symbolic_zeros=symbolic_zeros,
+            ),
+            _input_effects(closed, n_inputs),
+            source_info=source_info,
+        )
+
+    process.transforms_rule_first = True
+    return process
+
+
+def _fwd_first(method):
+    @functools.wraps(method)
+    def process(self, prim, fun, fwd, bwd, tracers, /, *, out_trees, symbolic_zeros):
+        if symbolic_zeros or self not in _derivative_traces or self.requires_low:
+            return method(
+                self,
+                prim,
+                fun,
+                fwd,
+                bwd,
+                tracers,
+                out_trees=out_trees,
+                symbolic_zeros=symbolic_zeros,
+            )
+        source_info = _source_info.current()
+        tracers = [self.to_jaxpr_tracer(t, source_info) for t in tracers]
+        in_avals = [
+            _core.AvalQDD(t.aval, _core.cur_qdd(t)) if t.aval.has_qdd else t.aval for t in tracers
+        ]
+        # As JAX's JVP trace calls fwd: each argument paired with "perturbed" (which fwd sees
+        # only with symbolic_zeros=True).
+        _reset(fwd)
+        fwd_ = _pe._interleave_fun(fwd.with_unknown_names(), (True,) * len(tracers))
+        with _core.set_current_trace(None):
+            jaxpr, _, consts = _pe.trace_to_jaxpr_dynamic(fwd_, in_avals)
+        num_consts = len(consts)
+        _, res_tree, input_fwds = out_trees()
+        num_res_out = res_tree.num_leaves - sum(f is not None for f in input_fwds)
+        out_avals = [v.aval for v in jaxpr.outvars[num_res_out:]]
+        closed = ClosedJaxpr(_pe.convert_constvars_jaxpr(jaxpr), ())
+
+        def out_trees_():
+            # Forwarded residuals index the equation's inputs, which start with fwd's consts.
+            out_tree, res_tree, input_fwds = out_trees()
+            return out_tree, res_tree, [f if f is None else f + num_consts for f in input_fwds]
+
+        const_tracers = [self.to_jaxpr_tracer(c, source_info) for c in consts]
+        return self.emit_eqn(
+            [*const_tracers, *tracers],
+            out_avals,
+            custom_vjp_rule_p,
+            dict(
+                fwd_jaxpr=closed,
+                num_consts=num_consts,
+                out_avals=tuple(out_avals),
+                bwd=bwd,
+                out_trees=out_trees_,
+                user_out_trees=out_trees,
+                fun=fun,
+                fwd=fwd,
+                symbolic_zeros=symbolic_zeros,
+            ),
+            _core.positional_effects(closed),
+            source_info=source_info,
+        )
+
+    process.transforms_rule_first = True
+    return process
+
+
+for _name, _wrap in (
+    ("process_custom_jvp_call", _jvp_first),
+    ("process_custom_vjp_call", _fwd_first),
+):
+    _method = getattr(_pe.DynamicJaxprTrace, _name)
+    if not getattr(_method, "transforms_rule_first", False):
+        setattr(_pe.DynamicJaxprTrace, _name, _wrap(_method))
