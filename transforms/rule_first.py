@@ -21,6 +21,7 @@ tangents are zero, known only when differentiating: those calls are traced as JA
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
 
 from jax.extend.core import ClosedJaxpr, Primitive
@@ -36,10 +37,46 @@ __all__ = [
     "custom_vjp_rule_p",
     "mark_derivative_trace",
     "primal_jaxpr",
+    "rebind_traced",
+    "same_rule_as_enclosing",
 ]
 
 # The jaxpr traces (by identity) of functions being traced to be differentiated.
 _derivative_traces: weakref.WeakSet = weakref.WeakSet()
+
+
+class _RulesInProgress(threading.local):
+    def __init__(self):
+        # (function, rule, input types) of each custom_jvp rule being traced first
+        self.stack: list[tuple] = []
+        self.rebinding = False
+
+
+def rebind_traced(eqn, invals, params):
+    """Bind a `custom_jvp_call`/`custom_vjp_call` equation of a traced program again.
+
+    Its rule is JAX's, lifted from the traced one (memoized: no Python runs again), and its
+    `fwd` refuses perturbed closed-over values, which only a JVP trace knows: it is traced as
+    JAX's tracer does, not rule first.
+    """
+    _rules_in_progress.rebinding = True
+    try:
+        return eqn.primitive.bind(*invals, **params)
+    finally:
+        _rules_in_progress.rebinding = False
+
+
+_rules_in_progress = _RulesInProgress()
+
+
+def same_rule_as_enclosing(jvp_jaxpr_fun) -> bool:
+    """Whether a `custom_jvp_call`'s rule is the rule it was traced in, at the same types.
+
+    A rule usually computes its primal output by calling the function itself (`defjvps`' `ans`,
+    `jax.nn.relu`): that nested call's rule traces to the enclosing rule's program, so keying
+    the enclosing one keys both, without tracing the rule again (JAX traces it once).
+    """
+    return getattr(jvp_jaxpr_fun.f, "transforms_same_rule_as_enclosing", False)
 
 
 def mark_derivative_trace() -> None:
@@ -58,6 +95,13 @@ class _RulePrimitive(Primitive):
         self.def_abstract_eval(lambda *_, out_avals, **__: out_avals)
 
     def bind(self, *args, **params):
+        trace = _core.trace_ctx.trace
+        if isinstance(trace, _pe.DynamicJaxprTrace) and trace in _derivative_traces:
+            # A traced program evaluated into another derivative trace (eager `hessian` runs
+            # `jacfwd(jacrev(g))` of the jaxpr traced once): the rule is traced already.
+            source_info = _source_info.current()
+            tracers = [trace.to_jaxpr_tracer(x, source_info) for x in args]
+            return _emit(trace, self, tracers, params, source_info)
         return self._rebind(*args, **params)
 
 
@@ -102,6 +146,18 @@ def primal_jaxpr(params, in_avals) -> tuple:
     return jaxpr, consts
 
 
+def _emit(trace, prim, tracers, params, source_info):
+    closed = params["jvp_jaxpr"] if prim is custom_jvp_rule_p else params["fwd_jaxpr"]
+    return trace.emit_eqn(
+        tracers,
+        list(params["out_avals"]),
+        prim,
+        params,
+        _input_effects(closed, len(tracers)),
+        source_info=source_info,
+    )
+
+
 def _input_effects(closed: ClosedJaxpr, n_inputs: int):
     # Effects on the equation's inputs, by position; the rule's tangent inputs are not inputs of
     # the equation (a JVP rule's jaxpr takes them after the primals).
@@ -113,11 +169,20 @@ def _input_effects(closed: ClosedJaxpr, n_inputs: int):
     return kept
 
 
+def _traced_as_jax_does(trace, symbolic_zeros) -> bool:
+    rebinding, _rules_in_progress.rebinding = _rules_in_progress.rebinding, False
+    return rebinding or symbolic_zeros or trace.requires_low or trace not in _derivative_traces
+
+
 def _jvp_first(method):
     @functools.wraps(method)
     def process(self, prim, fun, jvp, tracers, /, *, symbolic_zeros):
-        if symbolic_zeros or self not in _derivative_traces or self.requires_low:
-            return method(self, prim, fun, jvp, tracers, symbolic_zeros=symbolic_zeros)
+        if _traced_as_jax_does(self, symbolic_zeros):
+            n_eqns = len(self.frame.tracing_eqns)
+            out = method(self, prim, fun, jvp, tracers, symbolic_zeros=symbolic_zeros)
+            if _rules_in_progress.stack and not symbolic_zeros:
+                _mark_if_same_rule(self, n_eqns, fun, jvp)
+            return out
         source_info = _source_info.current()
         tracers = [self.to_jaxpr_tracer(t, source_info) for t in tracers]
         in_avals = [t.aval for t in tracers]
@@ -126,40 +191,52 @@ def _jvp_first(method):
         in_zeros = (False,) * len(in_avals)
         _reset(jvp)
         rule, out_zeros = _pe._jvp_jaxpr_zeros(jvp, in_zeros, ())
-        with _core.set_current_trace(None):
-            jaxpr, _, consts = _pe.trace_to_jaxpr_dynamic(
-                rule.with_unknown_names(), [*in_avals, *tangent_avals]
-            )
+        _rules_in_progress.stack.append((fun.f, jvp.f, tuple(in_avals)))
+        try:
+            with _core.set_current_trace(None):
+                jaxpr, _, consts = _pe.trace_to_jaxpr_dynamic(
+                    rule.with_unknown_names(), [*in_avals, *tangent_avals]
+                )
+        finally:
+            _rules_in_progress.stack.pop()
         out_zeros = tuple(out_zeros())
         out_avals = [v.aval for v in jaxpr.outvars[: len(out_zeros)]]
         closed = ClosedJaxpr(_pe.convert_constvars_jaxpr(jaxpr), ())
         const_tracers = [self.to_jaxpr_tracer(c, source_info) for c in consts]
-        n_inputs = len(consts) + len(tracers)
-        return self.emit_eqn(
-            [*const_tracers, *tracers],
-            out_avals,
-            custom_jvp_rule_p,
-            dict(
-                jvp_jaxpr=closed,
-                num_consts=len(consts),
-                out_zeros=out_zeros,
-                out_avals=tuple(out_avals),
-                fun=fun,
-                jvp=jvp,
-                symbolic_zeros=symbolic_zeros,
-            ),
-            _input_effects(closed, n_inputs),
-            source_info=source_info,
+        params = dict(
+            jvp_jaxpr=closed,
+            num_consts=len(consts),
+            out_zeros=out_zeros,
+            out_avals=tuple(out_avals),
+            fun=fun,
+            jvp=jvp,
+            symbolic_zeros=symbolic_zeros,
         )
+        return _emit(self, custom_jvp_rule_p, [*const_tracers, *tracers], params, source_info)
 
     process.transforms_rule_first = True
     return process
 
 
+def _mark_if_same_rule(trace, n_eqns, fun, jvp) -> None:
+    # The equation JAX's tracer just emitted for a call inside a rule being traced first.
+    eqns = trace.frame.tracing_eqns
+    if len(eqns) != n_eqns + 1:
+        return
+    eqn = eqns[-1]
+    eqn = eqn() if isinstance(eqn, weakref.ref) else eqn
+    if eqn is None or eqn.primitive is not P.custom_jvp_call_p:
+        return
+    f, rule, in_avals = _rules_in_progress.stack[-1]
+    same_types = tuple(t.aval for t in eqn.in_tracers[eqn.params["num_consts"] :]) == in_avals
+    if fun.f is f and jvp.f is rule and same_types:
+        eqn.params["jvp_jaxpr_fun"].f.transforms_same_rule_as_enclosing = True
+
+
 def _fwd_first(method):
     @functools.wraps(method)
     def process(self, prim, fun, fwd, bwd, tracers, /, *, out_trees, symbolic_zeros):
-        if symbolic_zeros or self not in _derivative_traces or self.requires_low:
+        if _traced_as_jax_does(self, symbolic_zeros):
             return method(
                 self,
                 prim,
@@ -193,24 +270,18 @@ def _fwd_first(method):
             return out_tree, res_tree, [f if f is None else f + num_consts for f in input_fwds]
 
         const_tracers = [self.to_jaxpr_tracer(c, source_info) for c in consts]
-        return self.emit_eqn(
-            [*const_tracers, *tracers],
-            out_avals,
-            custom_vjp_rule_p,
-            dict(
-                fwd_jaxpr=closed,
-                num_consts=num_consts,
-                out_avals=tuple(out_avals),
-                bwd=bwd,
-                out_trees=out_trees_,
-                user_out_trees=out_trees,
-                fun=fun,
-                fwd=fwd,
-                symbolic_zeros=symbolic_zeros,
-            ),
-            _core.positional_effects(closed),
-            source_info=source_info,
+        params = dict(
+            fwd_jaxpr=closed,
+            num_consts=num_consts,
+            out_avals=tuple(out_avals),
+            bwd=bwd,
+            out_trees=out_trees_,
+            user_out_trees=out_trees,
+            fun=fun,
+            fwd=fwd,
+            symbolic_zeros=symbolic_zeros,
         )
+        return _emit(self, custom_vjp_rule_p, [*const_tracers, *tracers], params, source_info)
 
     process.transforms_rule_first = True
     return process

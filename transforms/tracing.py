@@ -22,7 +22,7 @@ from ._jax import linear_util as _lu
 from ._jax import mesh as _mesh_lib
 from ._jax import partial_eval as _pe
 from .errors import traced_control_flow_error
-from .rule_first import custom_jvp_rule_p, mark_derivative_trace
+from .rule_first import custom_jvp_rule_p, mark_derivative_trace, same_rule_as_enclosing
 
 
 def shape_dtype(x):
@@ -326,7 +326,7 @@ def _custom_jvp_key(eqn, memo):
     # `ans`), so its jaxpr holds the same custom_jvp_call again: that nested call is keyed as
     # the rule being keyed, which ends the recursion.
     in_progress = memo.setdefault("custom_jvp_in_progress", set())
-    if call_key in in_progress:
+    if call_key in in_progress or same_rule_as_enclosing(params["jvp_jaxpr_fun"]):
         return ("the enclosing rule", call_key)
     n_args = len(eqn.invars) - params["num_consts"]
     try:
