@@ -30,7 +30,7 @@ def _try_compiled(tag, f, dyn: tuple, extra, run):
     Returns `engine.MISS` under an outer trace, or when `f` cannot be traced or keyed; the caller
     then runs the transform directly (and raises whatever error is due).
     """
-    if _has_tracer((dyn, extra)):
+    if _has_tracer((dyn, extra)) or engine.running_op_by_op():
         return engine.MISS
     try:
         flat, in_tree = _flatten_args(dyn)
