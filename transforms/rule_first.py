@@ -24,7 +24,8 @@ import functools
 import threading
 import weakref
 
-from jax.extend.core import ClosedJaxpr, Primitive
+import numpy as np
+from jax.extend.core import ClosedJaxpr, Primitive, Var
 from jax.extend.core import primitives as P
 
 from ._jax import core as _core
@@ -39,6 +40,7 @@ __all__ = [
     "primal_jaxpr",
     "rebind_traced",
     "same_rule_as_enclosing",
+    "unreached",
 ]
 
 # The jaxpr traces (by identity) of functions being traced to be differentiated.
@@ -67,6 +69,15 @@ def rebind_traced(eqn, invals, params):
 
 
 _rules_in_progress = _RulesInProgress()
+
+
+def unreached(jvp_jaxpr_fun) -> bool:
+    """Whether a `custom_jvp_call` of a derivative trace is on values no tangent reaches.
+
+    Its rule is never asked for (JAX's transforms would not ask either), so keying the call
+    needs its primal only.
+    """
+    return getattr(jvp_jaxpr_fun.f, "transforms_unreached", False)
 
 
 def same_rule_as_enclosing(jvp_jaxpr_fun) -> bool:
@@ -169,19 +180,70 @@ def _input_effects(closed: ClosedJaxpr, n_inputs: int):
     return kept
 
 
-def _traced_as_jax_does(trace, symbolic_zeros) -> bool:
+def _traced_as_jax_does(trace, symbolic_zeros, tracers) -> bool:
     rebinding, _rules_in_progress.rebinding = _rules_in_progress.rebinding, False
-    return rebinding or symbolic_zeros or trace.requires_low or trace not in _derivative_traces
+    return (
+        rebinding
+        or symbolic_zeros
+        or trace.requires_low
+        or trace not in _derivative_traces
+        or not _maybe_perturbed(trace, tracers)
+    )
+
+
+def _maybe_perturbed(trace, tracers) -> bool:
+    """Whether a tangent may reach any of `tracers`: they depend on the trace's inputs.
+
+    Where none can (the call is on a constant, on a non-differentiated argument, through
+    `stop_gradient`, or on integers), JAX's transforms never see the call and trace its primal:
+    so do we. A wrong "maybe" only costs a trace, never a wrong derivative.
+    """
+    reached = _reached.get(trace)
+    if reached is None:
+        reached = _reached[trace] = _Reached(trace.frame.invars)
+    eqns = trace.frame.tracing_eqns
+    for eqn in eqns[reached.n_eqns :]:  # forward, once per equation: the values inputs reach
+        eqn = eqn() if isinstance(eqn, weakref.ref) else eqn
+        if eqn is None or eqn.primitive is _stop_gradient_p:
+            continue
+        if any(_reaches(x, reached.vars) for x in eqn.in_tracers):
+            reached.vars.update(v for v in eqn.outvars if _differentiable(v.aval))
+    reached.n_eqns = len(eqns)
+    return any(_reaches(t, reached.vars) for t in tracers if getattr(t, "_trace", None) is trace)
+
+
+def _reaches(tracer, reached_vars) -> bool:
+    var = getattr(tracer, "val", None)
+    return type(var) is Var and var in reached_vars
+
+
+class _Reached:
+    """The variables of a derivative trace that its inputs reach (so far)."""
+
+    __slots__ = ("vars", "n_eqns")
+
+    def __init__(self, invars):
+        self.vars = {v for v in invars if _differentiable(v.aval)}
+        self.n_eqns = 0
+
+
+_reached: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # trace -> _Reached
+_stop_gradient_p = getattr(P, "stop_gradient_p", None)
+
+
+def _differentiable(aval) -> bool:
+    dtype = getattr(aval, "dtype", None)
+    return dtype is not None and np.issubdtype(dtype, np.inexact)
 
 
 def _jvp_first(method):
     @functools.wraps(method)
     def process(self, prim, fun, jvp, tracers, /, *, symbolic_zeros):
-        if _traced_as_jax_does(self, symbolic_zeros):
+        if _traced_as_jax_does(self, symbolic_zeros, tracers):
             n_eqns = len(self.frame.tracing_eqns)
             out = method(self, prim, fun, jvp, tracers, symbolic_zeros=symbolic_zeros)
-            if _rules_in_progress.stack and not symbolic_zeros:
-                _mark_if_same_rule(self, n_eqns, fun, jvp)
+            if not symbolic_zeros:
+                _mark(self, n_eqns, fun, jvp)
             return out
         source_info = _source_info.current()
         tracers = [self.to_jaxpr_tracer(t, source_info) for t in tracers]
@@ -218,8 +280,9 @@ def _jvp_first(method):
     return process
 
 
-def _mark_if_same_rule(trace, n_eqns, fun, jvp) -> None:
-    # The equation JAX's tracer just emitted for a call inside a rule being traced first.
+def _mark(trace, n_eqns, fun, jvp) -> None:
+    # The equation JAX's tracer just emitted for a call that is not traced rule first: its rule
+    # will never be asked for (no tangent reaches the call), or is the rule being traced.
     eqns = trace.frame.tracing_eqns
     if len(eqns) != n_eqns + 1:
         return
@@ -227,16 +290,20 @@ def _mark_if_same_rule(trace, n_eqns, fun, jvp) -> None:
     eqn = eqn() if isinstance(eqn, weakref.ref) else eqn
     if eqn is None or eqn.primitive is not P.custom_jvp_call_p:
         return
-    f, rule, in_avals = _rules_in_progress.stack[-1]
-    same_types = tuple(t.aval for t in eqn.in_tracers[eqn.params["num_consts"] :]) == in_avals
-    if fun.f is f and jvp.f is rule and same_types:
-        eqn.params["jvp_jaxpr_fun"].f.transforms_same_rule_as_enclosing = True
+    rule_fun = eqn.params["jvp_jaxpr_fun"].f
+    if trace in _derivative_traces:
+        rule_fun.transforms_unreached = True
+    elif _rules_in_progress.stack:
+        f, rule, in_avals = _rules_in_progress.stack[-1]
+        args = eqn.in_tracers[eqn.params["num_consts"] :]
+        if fun.f is f and jvp.f is rule and tuple(t.aval for t in args) == in_avals:
+            rule_fun.transforms_same_rule_as_enclosing = True
 
 
 def _fwd_first(method):
     @functools.wraps(method)
     def process(self, prim, fun, fwd, bwd, tracers, /, *, out_trees, symbolic_zeros):
-        if _traced_as_jax_does(self, symbolic_zeros):
+        if _traced_as_jax_does(self, symbolic_zeros, tracers):
             return method(
                 self,
                 prim,

@@ -22,7 +22,7 @@ from ._jax import linear_util as _lu
 from ._jax import mesh as _mesh_lib
 from ._jax import partial_eval as _pe
 from .errors import traced_control_flow_error
-from .rule_first import custom_jvp_rule_p, mark_derivative_trace, same_rule_as_enclosing
+from .rule_first import custom_jvp_rule_p, mark_derivative_trace, same_rule_as_enclosing, unreached
 
 
 def shape_dtype(x):
@@ -328,6 +328,8 @@ def _custom_jvp_key(eqn, memo):
     in_progress = memo.setdefault("custom_jvp_in_progress", set())
     if call_key in in_progress or same_rule_as_enclosing(params["jvp_jaxpr_fun"]):
         return ("the enclosing rule", call_key)
+    if unreached(params["jvp_jaxpr_fun"]):
+        return ("no tangent reaches it", call_key)
     n_args = len(eqn.invars) - params["num_consts"]
     try:
         jvp_jaxpr, jvp_consts, out_zeros = params["jvp_jaxpr_fun"].call_wrapped(*([False] * n_args))
