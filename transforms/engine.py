@@ -391,21 +391,22 @@ def run_compiled(tag, closed: ClosedJaxpr, program, args_flat: Sequence, extra_f
     `g` evaluates `closed`'s jaxpr (flat arguments to flat outputs) with the constants passed in
     as inputs, so the compiled program serves every function that traces to the same structure
     (`tag` must name everything else `program` depends on) and never a stale constant. Returns
-    `MISS` when `closed` cannot be keyed or closes over a tracer of an enclosing transform.
-    Until the program is compiled, it runs op by op (on `closed`, not tracing the function again).
+    `MISS` when `closed` closes over a tracer of an enclosing transform. Until the program is
+    compiled, and when `closed` cannot be keyed, it runs op by op (on `closed`, not tracing the
+    function again).
     """
     if any_tracer(closed.consts):
         return MISS
-    key = closed_key(closed)
-    if key is None:
-        return MISS
-    key = ("compiled", tag, key)
     jaxpr = closed.jaxpr
 
     def compiled(consts, args_flat, extra_flat):
         return program(lambda *a: eval_jaxpr(jaxpr, consts, *a), args_flat, extra_flat)
 
     args = (list(closed.consts), list(args_flat), list(extra_flat))
+    key = closed_key(closed)
+    if key is None:  # not cacheable (a custom_vjp's bwd is a Python callable): run it now
+        return _op_by_op(compiled, args)
+    key = ("compiled", tag, key)
     fn = None if _debug.ENABLED else _programs.get(key)
     if fn is None and not _debug.ENABLED and not _compile_whole_transform(tag, closed, key):
         # Op by op, on the program traced already: the user's function is not traced again
