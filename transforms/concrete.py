@@ -35,7 +35,7 @@ from ._jax import ArrayImpl as _ArrayImpl
 from ._jax import TypedNdArray as _TypedNdArray
 from ._jax import core as _core
 from ._jax import linear_util as _lu
-from .rule_first import mark_derivative_trace
+from .rule_first import derivative_trace
 
 __all__ = ["ConcreteTracer", "concrete_value", "trace_flat"]
 
@@ -421,7 +421,7 @@ def _mark_branching(fun) -> None:
         pass
 
 
-def trace_flat(fun, in_tree, args_flat):
+def trace_flat(fun, in_tree, args_flat, *, order: int | None = None):
     """`tracing.trace_flat` on the arguments' types; on Python control flow, on their values.
 
     Abstract tracing first: most functions have no such branch, and their traced program is
@@ -429,6 +429,7 @@ def trace_flat(fun, in_tree, args_flat):
     (outside jit: arrays, or tracers of an enclosing concrete trace), trace the path taken; a
     function seen branching once is traced concretely from then on (no failed attempt first).
     Otherwise (under jit or vmap) the error raised is JAX's, its type and message as JAX's.
+    `order`: how many derivatives will be taken of it (`rule_first.derivative_trace`).
     """
     avals = [tracing.shape_dtype(x) for x in args_flat]
     concretes = [concrete_value(x) for x in args_flat]
@@ -439,31 +440,30 @@ def trace_flat(fun, in_tree, args_flat):
     ]
     target = _user_function(fun)
     if _seen_branching(target) and not any(c is None for c in concretes):
-        return trace_concrete(fun, in_tree, concretes, avals)
+        return trace_concrete(fun, in_tree, concretes, avals, order)
     try:
-        return tracing.trace_flat(fun, in_tree, avals)
+        return tracing.trace_flat(fun, in_tree, avals, order=order)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError):
         if any(c is None for c in concretes):
             raise
     _mark_branching(target)
-    return trace_concrete(fun, in_tree, concretes, avals)
+    return trace_concrete(fun, in_tree, concretes, avals, order)
 
 
-def trace_concrete(fun, in_tree, concretes, avals):
+def trace_concrete(fun, in_tree, concretes, avals, order=None):
     """Trace `fun` along the path its concrete arguments take; returns (closed, out tree)."""
     out_tree_box = []
     log: list = []
 
     def flat_fun(*symbolic):
-        mark_derivative_trace()
-
         def call(*args_flat):
             out = fun(*tree_util.tree_unflatten(in_tree, args_flat))
             out_flat, out_tree = tree_util.tree_flatten(out)
             out_tree_box.append(out_tree)
             return out_flat
 
-        return run_concrete(call, concretes, symbolic)[1]
+        with derivative_trace(order):
+            return run_concrete(call, concretes, symbolic)[1]
 
     tracing.name_like(flat_fun, fun, in_tree, avals)
     _logs.stack.append(log)

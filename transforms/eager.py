@@ -34,7 +34,10 @@ def _try_compiled(tag, f, dyn: tuple, extra, run):
         return engine.MISS
     try:
         flat, in_tree = _flatten_args(dyn)
-        closed, out_tree = concrete.trace_flat(f, in_tree, flat)
+        # The whole transform differentiates `f` twice for a Hessian (rule_first.py).
+        name = tag if isinstance(tag, str) else tag[0]
+        order = 2 if name in ("hessian", "hvp") else 1
+        closed, out_tree = concrete.trace_flat(f, in_tree, flat, order=order)
     except Exception:  # noqa: BLE001 - the direct path reports the error properly
         return engine.MISS
     extra_flat, extra_tree = tree_util.tree_flatten(extra)

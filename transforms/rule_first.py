@@ -20,6 +20,7 @@ tangents are zero, known only when differentiating: those calls are traced as JA
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import weakref
@@ -27,24 +28,27 @@ import weakref
 import numpy as np
 from jax.extend.core import ClosedJaxpr, Primitive, Var
 from jax.extend.core import primitives as P
+from jax.interpreters import mlir
 
 from ._jax import core as _core
 from ._jax import effects as _effects
+from ._jax import linear_util as _lu
 from ._jax import partial_eval as _pe
 from ._jax import source_info_util as _source_info
 
 __all__ = [
     "custom_jvp_rule_p",
     "custom_vjp_rule_p",
-    "mark_derivative_trace",
+    "derivative_trace",
     "primal_jaxpr",
     "rebind_traced",
     "same_rule_as_enclosing",
     "unreached",
 ]
 
-# The jaxpr traces (by identity) of functions being traced to be differentiated.
-_derivative_traces: weakref.WeakSet = weakref.WeakSet()
+# The jaxpr traces (by identity) of functions being traced to be differentiated, each with the
+# number of derivatives to be taken of it (its order: 2 for a Hessian).
+_derivative_traces: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _RulesInProgress(threading.local):
@@ -52,6 +56,7 @@ class _RulesInProgress(threading.local):
         # (function, rule, input types) of each custom_jvp rule being traced first
         self.stack: list[tuple] = []
         self.rebinding = False
+        self.orders: list[int] = []  # of the derivative traces in progress, innermost last
 
 
 def rebind_traced(eqn, invals, params):
@@ -90,30 +95,54 @@ def same_rule_as_enclosing(jvp_jaxpr_fun) -> bool:
     return getattr(jvp_jaxpr_fun.f, "transforms_same_rule_as_enclosing", False)
 
 
-def mark_derivative_trace() -> None:
-    """Call first thing inside a function being traced to be differentiated: its top frame."""
-    _derivative_traces.add(_core.trace_ctx.trace)
+@contextlib.contextmanager
+def derivative_trace(order: int | None = None):
+    """Enter first thing inside a function being traced to be differentiated (its top frame).
+
+    `order`: how many derivatives will be taken of it; by default one more than of the
+    derivative trace it is traced inside (`grad` of `grad`), else 1.
+    """
+    orders = _rules_in_progress.orders
+    if order is None:
+        order = orders[-1] + 1 if orders else 1
+    _derivative_traces[_core.trace_ctx.trace] = order
+    orders.append(order)
+    try:
+        yield
+    finally:
+        orders.pop()
 
 
-class _RulePrimitive(Primitive):
-    """A user's rule, traced: bound for its value, it is JAX's own custom call again."""
+def _value_of_jvp_rule(*args, jvp_jaxpr, num_consts, out_zeros, **_):
+    # Bound where no tangent reached it after all (eagerly, lowered, batched): the rule's primal
+    # outputs, as a JVP trace with zero tangents would give.
+    from .zeros import Zero, instantiate  # noqa: PLC0415 - zeros imports the tracing layer
 
-    multiple_results = True
+    tangents = [instantiate(Zero(_core.typeof(x).to_tangent_aval())) for x in args[num_consts:]]
+    return _core.eval_jaxpr(jvp_jaxpr.jaxpr, (), *args, *tangents)[: len(out_zeros)]
 
-    def __init__(self, name, rebind):
-        super().__init__(name)
-        self._rebind = rebind
-        self.def_abstract_eval(lambda *_, out_avals, **__: out_avals)
 
-    def bind(self, *args, **params):
-        trace = _core.trace_ctx.trace
-        if isinstance(trace, _pe.DynamicJaxprTrace) and trace in _derivative_traces:
-            # A traced program evaluated into another derivative trace (eager `hessian` runs
-            # `jacfwd(jacrev(g))` of the jaxpr traced once): the rule is traced already.
-            source_info = _source_info.current()
-            tracers = [trace.to_jaxpr_tracer(x, source_info) for x in args]
-            return _emit(trace, self, tracers, params, source_info)
-        return self._rebind(*args, **params)
+def _value_of_fwd(*args, fwd_jaxpr, num_res_out, **_):
+    # fwd's primal outputs (after its residuals), as a JVP trace would take them.
+    return _core.eval_jaxpr(fwd_jaxpr.jaxpr, (), *args)[num_res_out:]
+
+
+def _rule_primitive(name, value):
+    prim = Primitive(name)
+    prim.multiple_results = True
+
+    def abstract_eval(*args, out_avals, **params):
+        closed = params["jvp_jaxpr"] if "jvp_jaxpr" in params else params["fwd_jaxpr"]
+        return list(out_avals), _input_effects(closed, len(args))
+
+    prim.def_effectful_abstract_eval(abstract_eval)
+    prim.def_impl(value)
+    mlir.register_lowering(prim, mlir.lower_fun(value, multiple_results=True), cacheable=False)
+    return prim
+
+
+custom_jvp_rule_p = _rule_primitive("custom_jvp_rule", _value_of_jvp_rule)
+custom_vjp_rule_p = _rule_primitive("custom_vjp_rule", _value_of_fwd)
 
 
 def _reset(*funs) -> None:
@@ -122,27 +151,6 @@ def _reset(*funs) -> None:
         for store in fun.stores:
             if store:
                 store.reset()
-
-
-def _rebind_jvp(*args, num_consts, fun, jvp, symbolic_zeros, **_):
-    _reset(fun, jvp)
-    return P.custom_jvp_call_p.bind(
-        *args[num_consts:], subfuns=(fun, jvp), symbolic_zeros=symbolic_zeros
-    )
-
-
-def _rebind_vjp(*args, num_consts, fun, fwd, bwd, user_out_trees, symbolic_zeros, **_):
-    _reset(fun)
-    return P.custom_vjp_call_p.bind(
-        *args[num_consts:],
-        subfuns=(fun, fwd, bwd),
-        out_trees=user_out_trees,
-        symbolic_zeros=symbolic_zeros,
-    )
-
-
-custom_jvp_rule_p = _RulePrimitive("custom_jvp_rule", _rebind_jvp)
-custom_vjp_rule_p = _RulePrimitive("custom_vjp_rule", _rebind_vjp)
 
 
 def primal_jaxpr(params, in_avals) -> tuple:
@@ -253,6 +261,11 @@ def _jvp_first(method):
         in_zeros = (False,) * len(in_avals)
         _reset(jvp)
         rule, out_zeros = _pe._jvp_jaxpr_zeros(jvp, in_zeros, ())
+        order = _derivative_traces[self]
+        if order > 1:
+            # A derivative of the rule will be taken too (a Hessian): its own calls are traced
+            # rule first, as JAX's outer JVP trace meets them.
+            rule = _in_derivative_trace(rule, order - 1)
         _rules_in_progress.stack.append((fun.f, jvp.f, tuple(in_avals)))
         try:
             with _core.set_current_trace(None):
@@ -270,14 +283,19 @@ def _jvp_first(method):
             num_consts=len(consts),
             out_zeros=out_zeros,
             out_avals=tuple(out_avals),
-            fun=fun,
-            jvp=jvp,
-            symbolic_zeros=symbolic_zeros,
         )
         return _emit(self, custom_jvp_rule_p, [*const_tracers, *tracers], params, source_info)
 
     process.transforms_rule_first = True
     return process
+
+
+def _in_derivative_trace(fun, order):
+    def traced(*args):
+        with derivative_trace(order):
+            return fun.call_wrapped(*args)
+
+    return _lu.wrap_init(traced, debug_info=fun.debug_info)
 
 
 def _mark(trace, n_eqns, fun, jvp) -> None:
@@ -343,9 +361,8 @@ def _fwd_first(method):
             out_avals=tuple(out_avals),
             bwd=bwd,
             out_trees=out_trees_,
-            user_out_trees=out_trees,
+            num_res_out=num_res_out,
             fun=fun,
-            fwd=fwd,
             symbolic_zeros=symbolic_zeros,
         )
         return _emit(self, custom_vjp_rule_p, [*const_tracers, *tracers], params, source_info)

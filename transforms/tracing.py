@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import weakref
@@ -22,7 +23,7 @@ from ._jax import linear_util as _lu
 from ._jax import mesh as _mesh_lib
 from ._jax import partial_eval as _pe
 from .errors import traced_control_flow_error
-from .rule_first import custom_jvp_rule_p, mark_derivative_trace, same_rule_as_enclosing, unreached
+from .rule_first import custom_jvp_rule_p, derivative_trace, same_rule_as_enclosing, unreached
 
 
 def shape_dtype(x):
@@ -60,20 +61,20 @@ def aval_struct(aval):
 
 
 def trace_flat(
-    fun, in_tree, avals_flat, *, rule_first: bool = True
+    fun, in_tree, avals_flat, *, rule_first: bool = True, order: int | None = None
 ) -> tuple[ClosedJaxpr, tree_util.PyTreeDef]:
     """Trace `fun(*unflatten(in_tree, args))` to a closed jaxpr over flat arguments.
 
     Returns the jaxpr and the output tree. Python control flow on traced values fails here; the
-    error says what to use instead. With `rule_first` (a trace to be differentiated), the
-    `custom_jvp`/`custom_vjp` calls in it are traced as their rules (`rule_first.py`).
+    error says what to use instead. With `rule_first` (a trace to be differentiated, `order`
+    times: `rule_first.derivative_trace`), the `custom_jvp`/`custom_vjp` calls in it are traced
+    as their rules (`rule_first.py`).
     """
     out_tree_box = []
 
     def flat_fun(*args_flat):
-        if rule_first:
-            mark_derivative_trace()
-        out = fun(*tree_util.tree_unflatten(in_tree, args_flat))
+        with derivative_trace(order) if rule_first else contextlib.nullcontext():
+            out = fun(*tree_util.tree_unflatten(in_tree, args_flat))
         out_flat, out_tree = tree_util.tree_flatten(out)
         out_tree_box.append(out_tree)
         return out_flat

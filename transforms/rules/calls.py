@@ -177,6 +177,8 @@ def batch_by_vmapping(forward):
 
 
 batching.primitive_batchers[custom_lin_p] = batch_by_vmapping(_custom_lin_forward)
+for _p in (custom_jvp_rule_p, custom_vjp_rule_p):  # their value alone: the rule's primal outputs
+    batching.primitive_batchers[_p] = batch_by_vmapping(_p.impl)
 
 
 class _Opaque:
