@@ -115,12 +115,3 @@ def test_custom_jvp_runs_no_more_than_under_jax(name, rule_calls_f, jit):
 @pytest.mark.parametrize("name", list(REVERSE))
 def test_custom_vjp_runs_no_more_than_under_jax(name, jit):
     _assert_no_more_than_jax(_counted_custom_vjp, REVERSE[name], jit)
-
-
-def test_custom_jvp_primal_runs_where_only_its_value_is_used():
-    # Forward-only use: the primal is traced (as JAX does), the rule is not.
-    counts = collections.Counter()
-    c = _counted_custom_jvp(counts, rule_calls_f=False)
-    value = transforms.grad(lambda x, y: jnp.sum(c(y) * x), argnums=0)(X, 2 * X)
-    assert_tree_allclose(value, jnp.sin(2 * X) * 2 * X)
-    assert counts == {"primal": 1}

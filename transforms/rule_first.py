@@ -9,13 +9,15 @@ prints and other side effects in these functions, and libraries rely on the orde
 `custom_vjp` wrapper reads module state that its `fwd` leaves, and a primal traced first leaves
 that state holding its own, dead, tracers.
 
-So in the top frame of our derivative traces (`mark_derivative_trace`), such a call records
-an equation of its own (`custom_jvp_rule_p`, `custom_vjp_rule_p`) holding the rule, traced now,
-in the live trace (what it closes over becomes the equation's inputs), with the output types the
-rule gives. Their JVP rules (rules/calls.py) evaluate that traced rule. Evaluated for its value
-only (an equation no tangent reaches), the equation binds JAX's own call again, which traces the
-primal then: where JAX would have traced it too. Rules with `symbolic_zeros=True` depend on which
-tangents are zero, known only when differentiating: those calls are traced as JAX's tracer does.
+So in the top frame of our derivative traces (`derivative_trace`), a call that a tangent may
+reach (`_maybe_perturbed`) records an equation of its own (`custom_jvp_rule_p`,
+`custom_vjp_rule_p`) holding the rule, traced now, in the live trace (what it closes over
+becomes the equation's inputs), with the output types the rule gives. Their JVP rules
+(rules/calls.py) evaluate that traced rule; bound for their value alone they give the rule's
+primal outputs. A call no tangent reaches is traced as JAX's tracer does (its primal: JAX's
+transforms never see it either), and so are rules with `symbolic_zeros=True`, which depend on
+which tangents are zero. In a trace to be differentiated twice (a Hessian), a rule's own calls
+are traced rule first too, as JAX's outer JVP trace meets them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import functools
 import threading
 import weakref
 
+import jax
 import numpy as np
 from jax.extend.core import ClosedJaxpr, Primitive, Var
 from jax.extend.core import primitives as P
@@ -35,6 +38,7 @@ from ._jax import effects as _effects
 from ._jax import linear_util as _lu
 from ._jax import partial_eval as _pe
 from ._jax import source_info_util as _source_info
+from .zeros import Zero, instantiate
 
 __all__ = [
     "custom_jvp_rule_p",
@@ -96,16 +100,20 @@ def same_rule_as_enclosing(jvp_jaxpr_fun) -> bool:
 
 
 @contextlib.contextmanager
-def derivative_trace(order: int | None = None):
+def derivative_trace(order: int | None = None, linear_from: int | None = None):
     """Enter first thing inside a function being traced to be differentiated (its top frame).
 
     `order`: how many derivatives will be taken of it; by default one more than of the
-    derivative trace it is traced inside (`grad` of `grad`), else 1.
+    derivative trace it is traced inside (`grad` of `grad`), else 1. `linear_from`: for a JVP
+    rule, where its tangent inputs start.
     """
     orders = _rules_in_progress.orders
     if order is None:
         order = orders[-1] + 1 if orders else 1
-    _derivative_traces[_core.trace_ctx.trace] = order
+    trace = _core.trace_ctx.trace
+    _derivative_traces[trace] = order
+    if linear_from is not None:
+        _linear_from[trace] = linear_from
     orders.append(order)
     try:
         yield
@@ -116,8 +124,6 @@ def derivative_trace(order: int | None = None):
 def _value_of_jvp_rule(*args, jvp_jaxpr, num_consts, out_zeros, **_):
     # Bound where no tangent reached it after all (eagerly, lowered, batched): the rule's primal
     # outputs, as a JVP trace with zero tangents would give.
-    from .zeros import Zero, instantiate  # noqa: PLC0415 - zeros imports the tracing layer
-
     tangents = [instantiate(Zero(_core.typeof(x).to_tangent_aval())) for x in args[num_consts:]]
     return _core.eval_jaxpr(jvp_jaxpr.jaxpr, (), *args, *tangents)[: len(out_zeros)]
 
@@ -204,20 +210,30 @@ def _maybe_perturbed(trace, tracers) -> bool:
 
     Where none can (the call is on a constant, on a non-differentiated argument, through
     `stop_gradient`, or on integers), JAX's transforms never see the call and trace its primal:
-    so do we. A wrong "maybe" only costs a trace, never a wrong derivative.
+    so do we. A wrong "maybe" only costs a trace, never a wrong derivative. In a rule's trace
+    (`derivative_trace(linear_from=...)`), a call on the rule's tangents is part of a linear
+    program, to be transposed: it keeps its primal body, as under JAX.
     """
     reached = _reached.get(trace)
     if reached is None:
-        reached = _reached[trace] = _Reached(trace.frame.invars)
+        invars = trace.frame.invars
+        n = _linear_from.get(trace, len(invars))
+        reached = _reached[trace] = _Reached(invars[:n], invars[n:])
     eqns = trace.frame.tracing_eqns
     for eqn in eqns[reached.n_eqns :]:  # forward, once per equation: the values inputs reach
         eqn = eqn() if isinstance(eqn, weakref.ref) else eqn
         if eqn is None or eqn.primitive is _stop_gradient_p:
             continue
+        outs = [v for v in eqn.outvars if _differentiable(v.aval)]
         if any(_reaches(x, reached.vars) for x in eqn.in_tracers):
-            reached.vars.update(v for v in eqn.outvars if _differentiable(v.aval))
+            reached.vars.update(outs)
+        if any(_reaches(x, reached.linear) for x in eqn.in_tracers):
+            reached.linear.update(outs)
     reached.n_eqns = len(eqns)
-    return any(_reaches(t, reached.vars) for t in tracers if getattr(t, "_trace", None) is trace)
+    mine = [t for t in tracers if getattr(t, "_trace", None) is trace]
+    return any(_reaches(t, reached.vars) for t in mine) and not any(
+        _reaches(t, reached.linear) for t in mine
+    )
 
 
 def _reaches(tracer, reached_vars) -> bool:
@@ -226,22 +242,25 @@ def _reaches(tracer, reached_vars) -> bool:
 
 
 class _Reached:
-    """The variables of a derivative trace that its inputs reach (so far)."""
+    """The variables of a derivative trace that its inputs reach (so far); `linear`: those
+    that a rule's tangent inputs reach."""
 
-    __slots__ = ("vars", "n_eqns")
+    __slots__ = ("vars", "linear", "n_eqns")
 
-    def __init__(self, invars):
+    def __init__(self, invars, linear_invars):
         self.vars = {v for v in invars if _differentiable(v.aval)}
+        self.linear = {v for v in linear_invars if _differentiable(v.aval)}
         self.n_eqns = 0
 
 
 _reached: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # trace -> _Reached
+_linear_from: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # rule's trace -> n primals
 _stop_gradient_p = getattr(P, "stop_gradient_p", None)
 
 
 def _differentiable(aval) -> bool:
     dtype = getattr(aval, "dtype", None)
-    return dtype is not None and np.issubdtype(dtype, np.inexact)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, np.inexact)
 
 
 def _jvp_first(method):
@@ -265,7 +284,7 @@ def _jvp_first(method):
         if order > 1:
             # A derivative of the rule will be taken too (a Hessian): its own calls are traced
             # rule first, as JAX's outer JVP trace meets them.
-            rule = _in_derivative_trace(rule, order - 1)
+            rule = _in_derivative_trace(rule, order - 1, len(in_avals))
         _rules_in_progress.stack.append((fun.f, jvp.f, tuple(in_avals)))
         try:
             with _core.set_current_trace(None):
@@ -290,9 +309,9 @@ def _jvp_first(method):
     return process
 
 
-def _in_derivative_trace(fun, order):
+def _in_derivative_trace(fun, order, linear_from):
     def traced(*args):
-        with derivative_trace(order):
+        with derivative_trace(order, linear_from):
             return fun.call_wrapped(*args)
 
     return _lu.wrap_init(traced, debug_info=fun.debug_info)
