@@ -37,7 +37,7 @@ def _counted_custom_jvp(counts, rule_calls_f):
     return f
 
 
-def _counted_custom_vjp(counts):
+def _counted_custom_vjp(counts, fwd_calls_f):
     @jax.custom_vjp
     def f(x):
         counts["primal"] += 1
@@ -45,7 +45,7 @@ def _counted_custom_vjp(counts):
 
     def f_fwd(x):
         counts["fwd"] += 1
-        return jnp.sin(x) * x, x
+        return (f(x) if fwd_calls_f else jnp.sin(x) * x), x
 
     def f_bwd(x, g):
         counts["bwd"] += 1
@@ -112,6 +112,7 @@ def test_custom_jvp_runs_no_more_than_under_jax(name, rule_calls_f, jit):
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("fwd_calls_f", [False, True], ids=["own_primal", "fwd_calls_f"])
 @pytest.mark.parametrize("name", list(REVERSE))
-def test_custom_vjp_runs_no_more_than_under_jax(name, jit):
-    _assert_no_more_than_jax(_counted_custom_vjp, REVERSE[name], jit)
+def test_custom_vjp_runs_no_more_than_under_jax(name, fwd_calls_f, jit):
+    _assert_no_more_than_jax(lambda n: _counted_custom_vjp(n, fwd_calls_f), REVERSE[name], jit)

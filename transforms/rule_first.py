@@ -16,8 +16,8 @@ becomes the equation's inputs), with the output types the rule gives. Their JVP 
 (rules/calls.py) evaluate that traced rule; bound for their value alone they give the rule's
 primal outputs. A call no tangent reaches is traced as JAX's tracer does (its primal: JAX's
 transforms never see it either), and so are rules with `symbolic_zeros=True`, which depend on
-which tangents are zero. In a trace to be differentiated twice (a Hessian), a rule's own calls
-are traced rule first too, as JAX's outer JVP trace meets them.
+which tangents are zero. In a trace to be differentiated twice (a Hessian), a rule's (or
+fwd's) own calls are traced rule first too, as JAX's outer JVP trace meets them.
 """
 
 from __future__ import annotations
@@ -360,6 +360,9 @@ def _fwd_first(method):
         # only with symbolic_zeros=True).
         _reset(fwd)
         fwd_ = _pe._interleave_fun(fwd.with_unknown_names(), (True,) * len(tracers))
+        order = _derivative_traces[self]
+        if order > 1:  # fwd will be differentiated too: its own calls are traced rule first
+            fwd_ = _in_derivative_trace(fwd_, order - 1, None)
         with _core.set_current_trace(None):
             jaxpr, _, consts = _pe.trace_to_jaxpr_dynamic(fwd_, in_avals)
         num_consts = len(consts)
