@@ -73,6 +73,7 @@ REVERSE = {
     )(X, X),
     "stop_gradient": lambda lib, c: lib.grad(lambda x: jnp.sum(c(jax.lax.stop_gradient(x)) * x))(X),
     "constant": lambda lib, c: lib.grad(lambda x: jnp.sum(c(jnp.ones(3)) * x))(X),
+    "piecewise constant": lambda lib, c: lib.grad(lambda x: jnp.sum(c(jnp.floor(x)) * x))(X),
 }
 FORWARD = {
     "jvp": lambda lib, c: lib.jvp(_loss(c), (X,), (X,)),

@@ -209,20 +209,25 @@ def _maybe_perturbed(trace, tracers) -> bool:
     """Whether a tangent may reach any of `tracers`: they depend on the trace's inputs.
 
     Where none can (the call is on a constant, on a non-differentiated argument, through
-    `stop_gradient`, or on integers), JAX's transforms never see the call and trace its primal:
-    so do we. A wrong "maybe" only costs a trace, never a wrong derivative. In a rule's trace
-    (`derivative_trace(linear_from=...)`), a call on the rule's tangents is part of a linear
-    program, to be transposed: it keeps its primal body, as under JAX.
+    `stop_gradient` or a piecewise-constant operation, or on integers), JAX's transforms never
+    see the call and trace its primal: so do we. A wrong "maybe" only costs a trace, never a
+    wrong derivative. In a rule's trace (`derivative_trace(linear_from=...)`), a call on the
+    rule's tangents is part of a linear program, to be transposed: it keeps its primal body,
+    as under JAX.
     """
     reached = _reached.get(trace)
     if reached is None:
         invars = trace.frame.invars
         n = _linear_from.get(trace, len(invars))
         reached = _reached[trace] = _Reached(invars[:n], invars[n:])
+    from .jvp import zero_tangent_primitives  # noqa: PLC0415 - jvp imports this module
+
     eqns = trace.frame.tracing_eqns
     for eqn in eqns[reached.n_eqns :]:  # forward, once per equation: the values inputs reach
         eqn = eqn() if isinstance(eqn, weakref.ref) else eqn
         if eqn is None or eqn.primitive is _stop_gradient_p:
+            continue
+        if eqn.primitive in zero_tangent_primitives:  # floor, round, sign: tangents are zero
             continue
         outs = [v for v in eqn.outvars if _differentiable(v.aval)]
         if any(_reaches(x, reached.vars) for x in eqn.in_tracers):
