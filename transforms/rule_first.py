@@ -194,15 +194,16 @@ def _input_effects(closed: ClosedJaxpr, n_inputs: int):
     return kept
 
 
-def _traced_as_jax_does(trace, symbolic_zeros, tracers) -> bool:
+def _traced_as_jax_does(trace, symbolic_zeros, tracers) -> str | None:
+    """Why this call is traced as JAX's tracer does (its primal first), or None: rule first."""
     rebinding, _rules_in_progress.rebinding = _rules_in_progress.rebinding, False
-    return (
-        rebinding
-        or symbolic_zeros
-        or trace.requires_low
-        or trace not in _derivative_traces
-        or not _maybe_perturbed(trace, tracers)
-    )
+    if rebinding:
+        return "rebinding a traced call"
+    if symbolic_zeros or trace.requires_low or trace not in _derivative_traces:
+        return "not ours to trace"
+    if not _maybe_perturbed(trace, tracers):
+        return "unreached"
+    return None
 
 
 def _maybe_perturbed(trace, tracers) -> bool:
@@ -271,11 +272,12 @@ def _differentiable(aval) -> bool:
 def _jvp_first(method):
     @functools.wraps(method)
     def process(self, prim, fun, jvp, tracers, /, *, symbolic_zeros):
-        if _traced_as_jax_does(self, symbolic_zeros, tracers):
+        reason = _traced_as_jax_does(self, symbolic_zeros, tracers)
+        if reason is not None:
             n_eqns = len(self.frame.tracing_eqns)
             out = method(self, prim, fun, jvp, tracers, symbolic_zeros=symbolic_zeros)
             if not symbolic_zeros:
-                _mark(self, n_eqns, fun, jvp)
+                _mark(self, n_eqns, fun, jvp, unreached=reason == "unreached")
             return out
         source_info = _source_info.current()
         tracers = [self.to_jaxpr_tracer(t, source_info) for t in tracers]
@@ -322,7 +324,7 @@ def _in_derivative_trace(fun, order, linear_from):
     return _lu.wrap_init(traced, debug_info=fun.debug_info)
 
 
-def _mark(trace, n_eqns, fun, jvp) -> None:
+def _mark(trace, n_eqns, fun, jvp, unreached) -> None:
     # The equation JAX's tracer just emitted for a call that is not traced rule first: its rule
     # will never be asked for (no tangent reaches the call), or is the rule being traced.
     eqns = trace.frame.tracing_eqns
@@ -333,7 +335,7 @@ def _mark(trace, n_eqns, fun, jvp) -> None:
     if eqn is None or eqn.primitive is not P.custom_jvp_call_p:
         return
     rule_fun = eqn.params["jvp_jaxpr_fun"].f
-    if trace in _derivative_traces:
+    if unreached:
         rule_fun.transforms_unreached = True
     elif _rules_in_progress.stack:
         f, rule, in_avals = _rules_in_progress.stack[-1]
@@ -345,7 +347,7 @@ def _mark(trace, n_eqns, fun, jvp) -> None:
 def _fwd_first(method):
     @functools.wraps(method)
     def process(self, prim, fun, fwd, bwd, tracers, /, *, out_trees, symbolic_zeros):
-        if _traced_as_jax_does(self, symbolic_zeros, tracers):
+        if _traced_as_jax_does(self, symbolic_zeros, tracers) is not None:
             return method(
                 self,
                 prim,
