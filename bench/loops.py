@@ -6,7 +6,10 @@ differentiated with `transforms.grad`, written four ways:
 - `while`: `lax.while_loop` with a run-time trip count (recomputed from 16 snapshots);
 - `while S=4`: the same with `transforms.while_loop(..., snapshots=4)` (n <= 1,000 only: at
   100,000 it recomputes 1,854 primal steps per step, `recompute_steps`);
-- `max_steps`: `transforms.while_loop(..., max_steps=n)` (a scan that skips finished steps);
+- `max_steps`: `transforms.while_loop(..., max_steps=n)` (residuals stored per step in buffers
+  of n steps, read back in reverse: no recomputation);
+- `max_steps=2n`: the same with a bound twice the steps taken (both passes run only the n
+  steps taken; the buffers hold 2n);
 - `scan`: `lax.scan` of length n, every step's residuals stored (transforms, and JAX's own
   `jax.grad` for reference).
 
@@ -46,9 +49,9 @@ def variants(n: int):
         step = lambda s: (s[0] + 1, _body(s[1], x))  # noqa: E731
         return jnp.sum(T.while_loop(lambda s: s[0] < n_run, step, (0, x), snapshots=4)[1])
 
-    def max_steps(x, n_run):
+    def max_steps(x, n_run, bound=n):
         step = lambda s: (s[0] + 1, _body(s[1], x))  # noqa: E731
-        return jnp.sum(T.while_loop(lambda s: s[0] < n_run, step, (0, x), max_steps=n)[1])
+        return jnp.sum(T.while_loop(lambda s: s[0] < n_run, step, (0, x), max_steps=bound)[1])
 
     def scan(x, n_run):
         del n_run
@@ -58,7 +61,12 @@ def variants(n: int):
     if n <= 1000:
         out["while (S=4)"] = T.grad(while_s4)
     out.update(
-        {"max_steps": T.grad(max_steps), "scan": T.grad(scan), "scan, jax.grad": jax.grad(scan)}
+        {
+            "max_steps": T.grad(max_steps),
+            "max_steps=2n": T.grad(lambda x, n_run: max_steps(x, n_run, 2 * n)),
+            "scan": T.grad(scan),
+            "scan, jax.grad": jax.grad(scan),
+        }
     )
     return out
 

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
+from jax.sharding import reshard
 
 STEPS = 3
 
@@ -33,5 +34,13 @@ def loss_fsdp(params, x, y):
     # Parameters stored split over "data", gathered (replicated) for their layer only.
     def gather(w):
         return jax.lax.with_sharding_constraint(w, P())
+
+    return _mlp(gather(params["w1"]), gather(params["w2"]), x, y)
+
+
+def loss_fsdp_explicit(params, x, y):
+    # The same on Explicit mesh axes, where the layout is part of the type: a reshard.
+    def gather(w):
+        return reshard(w, P())
 
     return _mlp(gather(params["w1"]), gather(params["w2"]), x, y)

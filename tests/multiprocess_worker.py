@@ -1,8 +1,8 @@
 """One process of tests/test_multiprocess.py: `python multiprocess_worker.py PORT ID OUT`.
 
-Two CPU devices per process, gloo collectives; a global mesh over every process's devices;
-a few data-parallel and FSDP training steps with `transforms.grad` and Optax. Writes the final
-parameters (gathered) to OUT as .npz.
+Two CPU devices per process, gloo collectives; a global mesh over every process's devices
+(with Auto axes, then with Explicit axes); a few data-parallel and FSDP training steps with
+`transforms.grad` and Optax. Writes the final parameters (gathered) to OUT as .npz.
 """
 
 from __future__ import annotations
@@ -27,7 +27,14 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 import transforms  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from multiprocess_model import STEPS, data, init, loss_dp, loss_fsdp  # noqa: E402
+from multiprocess_model import (  # noqa: E402
+    STEPS,
+    data,
+    init,
+    loss_dp,
+    loss_fsdp,
+    loss_fsdp_explicit,
+)
 
 
 def main(port: int, process_id: int, out: str) -> None:
@@ -35,18 +42,22 @@ def main(port: int, process_id: int, out: str) -> None:
         coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id
     )
     assert jax.device_count() == 4 and jax.local_device_count() == 2
-    mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Auto,))
+    results = {}
+    for axis_type, fsdp in ((AxisType.Auto, loss_fsdp), (AxisType.Explicit, loss_fsdp_explicit)):
+        mesh = jax.make_mesh((4,), ("data",), axis_types=(axis_type,))
 
-    def global_array(value, spec):
-        sharding = NamedSharding(mesh, spec)
-        return jax.make_array_from_callback(value.shape, sharding, lambda idx: value[idx])
+        def global_array(value, spec, mesh=mesh):
+            sharding = NamedSharding(mesh, spec)
+            return jax.make_array_from_callback(value.shape, sharding, lambda idx: value[idx])
 
-    with jax.set_mesh(mesh):
-        train(global_array, out)
+        with jax.set_mesh(mesh):
+            for k, v in train(global_array, fsdp).items():
+                results[f"{axis_type.name.lower()}/{k}"] = v
+    np.savez(out, **results)
     jax.distributed.shutdown()
 
 
-def train(global_array, out: str) -> None:
+def train(global_array, loss_fsdp) -> dict:
     x, y = (global_array(a, P("data")) for a in data())
     results = {}
     for name, loss, spec in (("dp", loss_dp, P()), ("fsdp", loss_fsdp, P("data"))):
@@ -63,9 +74,11 @@ def train(global_array, out: str) -> None:
         for _ in range(STEPS):
             params, opt_state = step(params, opt_state, x, y)
         for k, v in params.items():
-            assert v.sharding.spec == spec, (name, k, v.sharding)
+            # Explicit axes spell each dimension's partition out: P() is P(None, None) there.
+            placed = tuple(v.sharding.spec) + (None,) * (v.ndim - len(v.sharding.spec))
+            assert placed == tuple(spec) + (None,) * (v.ndim - len(spec)), (name, k, v.sharding)
             results[f"{name}/{k}"] = np.asarray(multihost_utils.process_allgather(v, tiled=True))
-    np.savez(out, **results)
+    return results
 
 
 if __name__ == "__main__":

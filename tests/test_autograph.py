@@ -397,6 +397,45 @@ def gradient_through_converted_helper(tf):
 
 
 @program
+def explicit_tf_while_loop_inside_function(tf):
+    # tf.while_loop itself (not a converted Python while) on traced values: data-dependent,
+    # with a static and with a tensor maximum_iterations, a one-variable loop whose body returns
+    # a bare tensor; tapes outside and inside the tf.function differentiate through it.
+    w = tf.Variable(1.5)
+
+    @tf.function
+    def grow(x):
+        return tf.while_loop(lambda i, y: y < 10.0, lambda i, y: (i + 1, y * x + 0.5), [0, x])
+
+    @tf.function
+    def bounded(x, m):
+        (y,) = tf.while_loop(lambda y: y < 100.0, lambda y: y * x + 0.5, (x,), maximum_iterations=m)
+        return y
+
+    @tf.function
+    def inside(x):
+        with tf.GradientTape() as tape:
+            y = tf.while_loop(lambda y: y < 10.0, lambda y: [y * w + x], [x], maximum_iterations=3)
+        return y[0], tape.gradient(y[0], w)
+
+    with tf.GradientTape(persistent=True) as tape:
+        i, y = grow(w)
+        static = bounded(w, 3)
+        dynamic = bounded(w, tf.constant(4))
+    grads = [tape.gradient(t, w) for t in (y, static, dynamic)]
+    return [
+        i,
+        y,
+        static,
+        dynamic,
+        grads,
+        grow(tf.constant(2.0)),
+        inside(tf.constant(0.5)),
+        [f.experimental_get_tracing_count() for f in (grow, bounded, inside)],
+    ]
+
+
+@program
 def tape_inside_function_through_converted_loops(tf):
     # The tape records each converted loop as one op and differentiates through it (TF's tape
     # does so through tf.while_loop): a data-dependent while, a for over rows, a tf.range loop.

@@ -1,15 +1,18 @@
 """A differential fuzzer: random programs, our derivatives against JAX's, in float64.
 
-Hypothesis draws a program as a random expression DAG over a pool of values of one shape:
-each step applies an element-wise, reduction-and-broadcast, structural (slice, concatenate, pad,
+Hypothesis draws a program as a random expression DAG over a pool of values of one shape: each
+step applies an element-wise, reduction-and-broadcast, structural (slice, concatenate, pad,
 reverse, transpose, reshape), `dot` or selection op to earlier values (sharing is allowed, so
 fan-out and repeated operands occur), or one of those inside `jax.vmap`, `custom_jvp` functions
 (`jax.nn.relu`, `jnp.logaddexp`) under `vmap`, and NumPy constants (closed over, or fed to a
-vmapped `custom_jvp` function). Domains are kept safe by construction (`log(1 + x²)`,
-`a / (1 + b²)`, ...), so every derivative is finite. Each program is checked in forward mode,
-reverse mode, forward-over-reverse and reverse-over-reverse; the gradient also with the first
-input a NumPy array that is not differentiated. Every output must have JAX's shape, dtype and
-weak type as well as its value; rank-0 programs are also run on Python floats (weak types).
+vmapped `custom_jvp` function), and `while` loops whose trip count depends on the values, under
+`vmap` each row stopping at its own step (JAX's reverse mode refuses a while loop, so its side
+runs the same function as a fixed-length loop, `_REFERENCE`). Domains are kept safe by
+construction (`log(1 + x²)`, `a / (1 + b²)`, ...), so every derivative is finite. Each program
+is checked in forward mode, reverse mode, forward-over-reverse and reverse-over-reverse; the
+gradient also with the first input a NumPy array that is not differentiated. Every output must
+have JAX's shape, dtype and weak type as well as its value; rank-0 programs are also run on
+Python floats (weak types).
 
 The CI budget is small; raise it with `TRANSFORMS_FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py`.
 """
@@ -69,6 +72,31 @@ def _rows(fn):
     return mapped
 
 
+def _until(step, loop):
+    """Per row (under vmap), `step` repeated while the row's sum is below 1.5, at most 4 times.
+
+    The trip count depends on the values: under vmap the loop's condition is batched, and each
+    row stops at its own step. `loop` is how it is written; `_REFERENCE` has the same function
+    as a fixed 4-step loop that leaves finished rows as they are, which JAX's reverse mode takes.
+    """
+
+    def one(r):
+        if loop == "reference":
+            keep = lambda c: jnp.where(jnp.sum(c) < 1.5, step(c), c)  # noqa: E731
+            return jax.lax.fori_loop(0, 4, lambda i, c: keep(c), r)
+        cond = lambda s: (s[0] < 4) & (jnp.sum(s[1]) < 1.5)  # noqa: E731
+        body = lambda s: (s[0] + 1, step(s[1]))  # noqa: E731
+        if loop == "bounded":
+            return T.while_loop(cond, body, (0, r), max_steps=4)[1]
+        return jax.lax.while_loop(cond, body, (0, r))[1]
+
+    return _rows(one)
+
+
+def _until_step(c):
+    return jnp.sin(c) * 0.9 + 0.4
+
+
 # name -> (arity, applicable(shape), fn). Every fn maps values of shape S to a value of shape S.
 OPS = {
     # element-wise, safe domains
@@ -126,6 +154,8 @@ OPS = {
     "cond": (2, _always, lambda a, b: jax.lax.cond(jnp.sum(a) > 0, _branch1, _branch2, a, b)),
     "scan": (1, _rank_ge(1), lambda x: jax.lax.scan(_scan_body, jnp.zeros_like(x[0]), x)[1]),
     "fori": (1, _always, lambda x: jax.lax.fori_loop(0, 3, lambda i, c: jnp.sin(c) + 0.5 * c, x)),
+    "while_until": (1, _always, _until(_until_step, "while")),
+    "bounded_while_until": (1, _always, _until(_until_step, "bounded")),
     # vmap inside the function, custom_jvp functions under vmap, NumPy constants
     "vmap_row_norm": (1, _rank_ge(1), _rows(lambda r: r * jnp.tanh(jnp.sum(r * r)))),
     "vmap_relu": (1, _always, _rows(jax.nn.relu)),
@@ -181,13 +211,25 @@ def programs(draw):
     return shape, n_inputs, steps, n_outs, seed, python_floats
 
 
-def build(n_inputs, steps, n_outs):
-    """The program as a Python function of `n_inputs` arrays returning `n_outs` arrays."""
+# Ops whose derivative JAX's reverse mode does not take as written: the same function another way.
+_REFERENCE = {
+    "while_until": _until(_until_step, "reference"),
+    "bounded_while_until": _until(_until_step, "reference"),
+}
+
+
+def build(n_inputs, steps, n_outs, reference=False):
+    """The program as a Python function of `n_inputs` arrays returning `n_outs` arrays.
+
+    With `reference`, ops JAX cannot differentiate in reverse mode as written take their
+    `_REFERENCE` form: the oracle's program.
+    """
 
     def f(*xs):
         pool = list(xs)
         for name, args in steps:
-            pool.append(OPS[name][2](*(pool[a] for a in args)))
+            fn = _REFERENCE.get(name, OPS[name][2]) if reference else OPS[name][2]
+            pool.append(fn(*(pool[a] for a in args)))
         return tuple(pool[-n_outs:]) if n_outs > 1 else pool[-1]
 
     return f
@@ -220,6 +262,7 @@ def test_random_programs_match_jax(program):
     shape, n_inputs, steps, n_outs, seed, python_floats = program
     note(describe(shape, n_inputs, steps, n_outs) + ("\n(Python floats)" if python_floats else ""))
     f = build(n_inputs, steps, n_outs)
+    f_ref = build(n_inputs, steps, n_outs, reference=True)  # what JAX differentiates
     rng = np.random.default_rng(seed)
     xs = tuple(jnp.asarray(rng.uniform(-1.5, 1.5, shape)) for _ in range(n_inputs))
     ts = tuple(jnp.asarray(rng.normal(size=shape)) for _ in range(n_inputs))
@@ -229,37 +272,43 @@ def test_random_programs_match_jax(program):
     cts = jax.tree.map(lambda y: jnp.asarray(rng.normal(size=np.shape(y))), ys)
 
     # forward mode
-    close(T.jvp(f, xs, ts), jax.jvp(f, xs, ts), "jvp")
+    close(T.jvp(f, xs, ts), jax.jvp(f_ref, xs, ts), "jvp")
     # reverse mode
     y, pullback = T.vjp(f, *xs)
-    y_ref, pullback_ref = jax.vjp(f, *xs)
+    y_ref, pullback_ref = jax.vjp(f_ref, *xs)
     close(y, y_ref, "vjp primal")
     close(pullback(cts), pullback_ref(cts), "vjp")
 
     # second order, on a scalar loss
-    def loss(*xs):
-        return sum(jnp.vdot(c, y) for c, y in zip(jax.tree.leaves(cts), jax.tree.leaves(f(*xs))))
+    def scalar_loss(fun):
+        def loss(*xs):
+            ys = jax.tree.leaves(fun(*xs))
+            return sum(jnp.vdot(c, y) for c, y in zip(jax.tree.leaves(cts), ys))
+
+        return loss
+
+    loss, loss_ref = scalar_loss(f), scalar_loss(f_ref)
 
     argnums = tuple(range(n_inputs))
-    g, g_ref = T.grad(loss, argnums)(*xs), jax.grad(loss, argnums)(*xs)
+    g, g_ref = T.grad(loss, argnums)(*xs), jax.grad(loss_ref, argnums)(*xs)
     close(g, g_ref, "grad")
-    hvp_ref = jax.jvp(jax.grad(loss, argnums), xs, ts)[1]
+    hvp_ref = jax.jvp(jax.grad(loss_ref, argnums), xs, ts)[1]
     close(T.jvp(T.grad(loss, argnums), xs, ts)[1], hvp_ref, "forward-over-reverse")
 
-    def grad_dot_t(grad):
+    def grad_dot_t(grad, loss):
         return lambda *xs: sum(jnp.vdot(gi, ti) for gi, ti in zip(grad(loss, argnums)(*xs), ts))
 
     # against JAX's reverse-over-reverse: the same values as hvp_ref, and its types
     close(
-        T.grad(grad_dot_t(T.grad), argnums)(*xs),
-        jax.grad(grad_dot_t(jax.grad), argnums)(*xs),
+        T.grad(grad_dot_t(T.grad, loss), argnums)(*xs),
+        jax.grad(grad_dot_t(jax.grad, loss_ref), argnums)(*xs),
         "reverse-over-reverse",
     )
 
     # the first input as a NumPy array, not differentiated
     if n_inputs == 2:
         np_xs = (np.asarray(xs[0]), xs[1])
-        close(T.grad(loss, 1)(*np_xs), jax.grad(loss, 1)(*np_xs), "grad, NumPy argument")
+        close(T.grad(loss, 1)(*np_xs), jax.grad(loss_ref, 1)(*np_xs), "grad, NumPy argument")
 
 
 def test_fuzzer_can_fail():

@@ -1,7 +1,8 @@
 """Several processes, as on several hosts: `jax.distributed.initialize` on loopback addresses.
 
 Two local processes, two CPU devices each, gloo collectives, one global mesh over all four
-devices: a few data-parallel and FSDP training steps with `transforms.grad` and Optax. Both
+devices (with Auto axes, then with Explicit axes, JAX's default): a few data-parallel and FSDP
+training steps with `transforms.grad` and Optax. Both
 processes must end with the same parameters, equal to a single-process run of the same steps.
 """
 
@@ -80,6 +81,9 @@ def test_two_processes_train_data_parallel_and_fsdp(tmp_path):
     assert sorted(first) == sorted(second)
     for k in first:
         np.testing.assert_array_equal(first[k], second[k])  # identical across processes
+    assert {k.split("/")[0] for k in first} == {"auto", "explicit"}
     for name, loss in (("dp", loss_dp), ("fsdp", loss_fsdp)):
         for k, v in _single_process(loss).items():
-            np.testing.assert_allclose(first[f"{name}/{k}"], v, rtol=1e-10, atol=1e-12)
+            for axes in ("auto", "explicit"):  # the same steps on either kind of mesh axes
+                got = first[f"{axes}/{name}/{k}"]
+                np.testing.assert_allclose(got, v, rtol=1e-10, atol=1e-12)

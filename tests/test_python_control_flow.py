@@ -323,6 +323,27 @@ def test_same_path_reuses_program_changed_decision_retraces(count_differentiatio
     assert len(calls) == 2
 
 
+def test_branching_loss_over_a_changing_python_float_is_differentiated_once(
+    count_differentiations,
+):
+    # A schedule value closed over by a loss with a Python `if`: the path's program takes the
+    # float as an input (as for functions without a branch), so every step reuses it, each with
+    # its own value.
+    calls = count_differentiations
+    x = np.array([0.5, 1.0, 1.5])
+    for step in range(5):
+        decay = 0.9**step
+
+        def loss(w):
+            h = jnp.tanh(w * x) * decay  # noqa: B023 - this step's value
+            if jnp.mean(h) > 0.0:
+                return jnp.sum(h**2) + decay  # noqa: B023
+            return jnp.sum(jnp.abs(h))
+
+        assert_tree_allclose(T.grad(loss)(0.3), jax.grad(loss)(0.3), what=f"step {step}")
+    assert len(calls) == 1
+
+
 def test_decisions_are_part_of_the_key():
     from transforms.concrete import trace_concrete
     from transforms.tracing import closed_key, shape_dtype

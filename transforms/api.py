@@ -39,8 +39,10 @@ from .eager import _compiled_when_eager, _has_tracer, _try_compiled
 from .tracing import trace_flat
 from .zeros import (
     Zero,
+    explicit_placement,
     instantiate,
     tangent_aval,
+    with_placement,
 )
 
 __all__ = [
@@ -95,7 +97,9 @@ def jvp(fun: Callable, primals, tangents, has_aux: bool = False):
         _check_tangent(p, t)
     closed, p_flat, out_tree, aux_tree = _trace(fun, tuple(primals), has_aux, "jvp")
     tangents_in = [
-        Zero(tangent_aval(jax.typeof(p))) if _dtype(t) == dtypes.float0 else t
+        Zero(tangent_aval(jax.typeof(p)))
+        if _dtype(t) == dtypes.float0
+        else with_placement(t, explicit_placement(p))
         for p, t in zip(p_flat, t_flat, strict=True)
     ]
     outs, outs_dot = engine.jvp_flat(closed, p_flat, tangents_in)
@@ -138,6 +142,7 @@ def _linearized(fun, primals, has_aux, api_name, make_function):
         [jax.typeof(p) for p in p_flat],
         nonzeros,
         len(outs) - n,
+        [explicit_placement(p) for p in p_flat],
     )
     out = tree_util.tree_unflatten(out_tree, outs[:n])
     if has_aux:

@@ -472,5 +472,7 @@ def trace_concrete(fun, in_tree, concretes, avals, order=None):
     finally:
         # by identity: logs are lists, and equal lists are not the same log
         del _logs.stack[next(i for i, x in enumerate(_logs.stack) if x is log)]
+    if _core.trace_ctx.is_top_level():  # as tracing.trace_flat: a new Python float in the
+        closed = tracing.hoist_scalar_literals(closed)  # function is a new input, not program
     tracing.set_path(closed, tuple(log))
     return closed, out_tree_box[-1]

@@ -27,8 +27,9 @@ def _try_compiled(tag, f, dyn: tuple, extra, run):
     `g` stands in for `f` (same pytrees in and out), rebuilt from its jaxpr with the constants as
     inputs: a changed closure changes the jaxpr or the constants, never serves a stale program.
     Tracing `f` alone is much cheaper than running a vmapped or nested transform op by op.
-    Returns `engine.MISS` under an outer trace, or when `f` cannot be traced or keyed; the caller
-    then runs the transform directly (and raises whatever error is due).
+    Returns `engine.MISS` under an outer trace, or when `f` cannot be traced; the caller then
+    runs the transform directly (and raises whatever error is due). Not compiled (yet, or not
+    keyable), the transform runs op by op on the traced program (`engine.run_compiled`).
     """
     if _has_tracer((dyn, extra)) or engine.running_op_by_op():
         return engine.MISS
@@ -49,7 +50,11 @@ def _try_compiled(tag, f, dyn: tuple, extra, run):
         args = tree_util.tree_unflatten(in_tree, args_flat)
         return run(g, args, tree_util.tree_unflatten(extra_tree, extra_flat))
 
-    tag = (tag, in_tree, out_tree, extra_tree)
+    # The compiled program takes `extra` (hvp's tangents) as inputs of the types and placements
+    # it was lowered for: another placement (a tangent split otherwise on a mesh) is another
+    # program.
+    extra_types = tuple((jax.typeof(x), getattr(x, "sharding", None)) for x in extra_flat)
+    tag = (tag, in_tree, out_tree, extra_tree, extra_types)
     return engine.run_compiled(tag, closed, program, flat, extra_flat)
 
 

@@ -8,23 +8,21 @@ functions take the same arguments as JAX's plus two keywords:
   recomputation about `(n / 2) log2 n` primal steps while `2 ** (S - 1) >= n`, growing towards
   `n ** 2 / 2` as `S` goes down to 1.
 - `max_steps=N` (a Python int): the loop runs at most `N` iterations (like `tf.while_loop`'s
-  `maximum_iterations`) and becomes a `lax.scan` of length `N` whose steps past the end keep
-  the carry unchanged: reverse mode stores each step's residuals once (memory `N x
-  residuals`), no recomputation, as fast as the equivalent scan. The body still runs (its
-  result discarded) on the final carry for those steps, so it must be finite there, as for
-  `jnp.where`: a NaN there would reach the gradient as `0 * NaN`.
+  `maximum_iterations`), and reverse mode stores each step's residuals once, in buffers of `N`
+  steps (memory `N x residuals`), with no recomputation: as fast as the equivalent scan, and
+  both passes run only the steps taken (`rules/while_stored.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.ad_checkpoint import checkpoint_name
 
 from .rules.while_reverse import DEFAULT_SNAPSHOTS, SNAPSHOTS_MARK
+from .rules.while_stored import bounded_while_loop
 
 __all__ = ["DEFAULT_SNAPSHOTS", "fori_loop", "while_loop"]
 
@@ -58,17 +56,7 @@ def while_loop(
     """
     _check(snapshots, max_steps)
     if max_steps is not None:
-
-        def step(carry, _):
-            # A select, not a cond: XLA runs a cond per step as a separate computation (4x
-            # slower on CPU at 1,000 steps); the body's value past the end is discarded.
-            keep_going = cond_fun(carry)
-            new = body_fun(carry)
-            return jax.tree_util.tree_map(
-                lambda a, b: lax.select(keep_going, a, b), new, carry
-            ), None
-
-        return lax.scan(step, init_val, None, length=max_steps)[0]
+        return bounded_while_loop(cond_fun, body_fun, init_val, max_steps)
     if snapshots is None:
         return lax.while_loop(cond_fun, body_fun, init_val)
 

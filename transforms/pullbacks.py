@@ -16,11 +16,12 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 from jax import dtypes, tree_util
+from jax.sharding import AxisType
 
 from . import arguments, engine
 from .interpreter import eval_jaxpr
 from .transpose import backward_pass
-from .zeros import Zero, tangent_aval, zeros_like_aval
+from .zeros import Zero, same_layout, tangent_aval, with_placement, zeros_like_aval
 
 # JAX's messages name its functions; ours quote them (transforms is a drop-in). Spelled in two
 # parts because tests/test_engine_rule.py reads the package's code as text for JAX autodiff.
@@ -72,13 +73,21 @@ def check_cotangents(ct_flat: Sequence, out_avals: Sequence) -> None:
                 f"{arguments._dtype_name(aval.dtype)}. Cast the cotangent to "
                 f"{arguments._dtype_name(expected)}."
             )
+        if _placed_otherwise(ct, aval):
+            raise ValueError(
+                f"{_unexpected_ct_type(ct, aval)} On Explicit mesh axes a cotangent must have "
+                "its output's sharding: pass `jax.sharding.reshard(ct, out.sharding)`."
+            )
 
 
 class _LinearizedPart:
     """What `vjp`'s and `linearize`'s functions keep besides the residuals (their leaves)."""
 
-    def __init__(self, lin, name, in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux):
+    def __init__(
+        self, lin, name, in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux, placements
+    ):
         self.lin = lin
+        self.placements = tuple(placements)  # zeros.explicit_placement of each primal
         self.name = name
         self.in_tree = in_tree
         self.out_tree = out_tree
@@ -127,10 +136,12 @@ def _materialize(ct):
     return zeros_like_aval(ct.aval) if type(ct) is Zero else ct
 
 
-def vjp_function(fun, lin, residuals, in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux):
+def vjp_function(
+    fun, lin, residuals, in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux, placements
+):
     """The pullback of a linearized program, as a `Partial` over its residuals."""
     static = VJPFunction(
-        lin, _fun_name(fun), in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux
+        lin, _fun_name(fun), in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux, placements
     )
     return tree_util.Partial(static, *residuals)
 
@@ -162,6 +173,8 @@ class LinearizedFunction(_LinearizedPart):
                     f"{arguments._dtype_name(expected.dtype)}, got shape {np.shape(t)} and dtype "
                     f"{arguments._dtype_name(arguments._dtype(t))}."
                 )
+            _check_tangent_sharding(t, aval, expected)
+        t_flat = [with_placement(t, p) for t, p in zip(t_flat, self.placements, strict=True)]
         nz = [t for t, keep in zip(t_flat, self.nonzeros, strict=True) if keep]
         n = self.out_tree.num_leaves
         outs_dot = engine.apply_linear(self.lin, residuals, nz)[:n]
@@ -172,12 +185,37 @@ class LinearizedFunction(_LinearizedPart):
         return tree_util.tree_unflatten(self.out_tree, outs_dot)
 
 
+def _placed_otherwise(x, aval) -> bool:
+    """Whether `x` is on a mesh with Explicit axes but not laid out as values of `aval` are.
+
+    As JAX's type check (`core.typecompat`): a value with no mesh (a NumPy array, a
+    single-device array) matches any layout; on Explicit axes the layout is part of the type.
+    """
+    have, want = jax.typeof(x).sharding, getattr(aval, "sharding", None)
+    if want is None or have.mesh.empty or want.mesh.empty:
+        return False
+    explicit = AxisType.Explicit in (*have.mesh.axis_types, *want.mesh.axis_types)
+    return explicit and not same_layout(have, want, len(aval.shape))
+
+
+def _check_tangent_sharding(t, aval, expected):
+    """JAX's error for a tangent placed otherwise than its primal on Explicit mesh axes."""
+    if _placed_otherwise(t, aval):
+        raise ValueError(
+            "linearized function called on tangent values inconsistent with the original "
+            f"primal values:\nGot tangent aval {jax.typeof(t).str_short()} for primal aval "
+            f"{aval.str_short()} but expected {expected.str_short()}. On Explicit mesh axes a "
+            "tangent must have its primal's sharding: pass "
+            "`jax.sharding.reshard(t, primal.sharding)`."
+        )
+
+
 def linearized_function(
-    fun, lin, residuals, in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux
+    fun, lin, residuals, in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux, placements
 ):
     """The linear map of a linearized program, as a `Partial` over its residuals."""
     static = LinearizedFunction(
-        lin, _fun_name(fun), in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux
+        lin, _fun_name(fun), in_tree, out_tree, out_avals, primal_avals, nonzeros, n_aux, placements
     )
     return tree_util.Partial(static, *residuals)
 

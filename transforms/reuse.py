@@ -280,18 +280,23 @@ def key(fun, extra, in_tree, flat) -> tuple | None:
         if isinstance(x, _core.Tracer):
             return None
         avals.append(jax.typeof(x))
+    # The argnums wrapper holds the call's arguments; the differentiated ones are `flat`.
+    parts = []
+    while (part := getattr(fun, "_transforms_partial", None)) is not None:
+        fun, argnums, args = part
+        parts.append((argnums, args))
+    if not _called_before(fun):
+        # A fresh closure per call would only fill the cache with dead programs; and a first
+        # call (a notebook cell, a test) does not pay for the snapshot.
+        return None
     snap = _Snapshot()
     try:
-        # The argnums wrapper holds the call's arguments; the differentiated ones are `flat`.
-        while (part := getattr(fun, "_transforms_partial", None)) is not None:
-            fun, argnums, args = part
+        for argnums, args in parts:
             snap.value(argnums)
             snap.value(tuple(None if i in argnums else a for i, a in enumerate(args)))
         snap.value(fun)
     except (NotProvable, TypeError, ValueError):
         return None
-    if not _called_before(fun):
-        return None  # a fresh closure per call would only fill the cache with dead programs
     return (
         tuple(snap.parts),
         extra,

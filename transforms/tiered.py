@@ -78,7 +78,10 @@ class Tiered:
         if self.compiled is not None:
             try:
                 return self.compiled(*args)
-            except TypeError:  # arguments typed unlike those it was lowered for (weak types)
+            except (TypeError, ValueError):
+                # Arguments typed (weak types) or placed (another sharding of the same mesh,
+                # another device) unlike those it was lowered for: the executable refuses them
+                # before running; jax.jit compiles for each.
                 self.compiled, self.failed = None, True
         if self.failed or _policy == "sync":
             return self.jitted(*args)

@@ -23,6 +23,7 @@ from ._jax import linear_util as _lu
 from ._jax import mesh as _mesh_lib
 from ._jax import partial_eval as _pe
 from .errors import traced_control_flow_error
+from .interpreter import eqn_mesh
 from .rule_first import custom_jvp_rule_p, derivative_trace, same_rule_as_enclosing, unreached
 
 
@@ -121,6 +122,10 @@ def hoist_scalar_literals(closed: ClosedJaxpr) -> ClosedJaxpr:
     for i, eqn in enumerate(eqns):
         if not any(type(v) is Literal and _hoistable(v) for v in eqn.invars):
             continue
+        if eqn_mesh(eqn) is not None:
+            # Traced inside `auto_axes` / `explicit_axes`: its operands are typed with that
+            # region's mesh, which a constant made out here would not be; it stays a literal.
+            continue
         invars = []
         for v in eqn.invars:
             if type(v) is Literal and _hoistable(v):
@@ -153,8 +158,13 @@ def _hoistable(lit: Literal) -> bool:
 
 
 def _scalar_const(key, lit: Literal):
-    # A device scalar with the literal's exact dtype and weak type (a NumPy scalar would be
-    # strongly typed and change the weak types of results). Recurring values are reused.
+    # A value of the literal's exact dtype and weak type (a NumPy scalar would be strongly
+    # typed and change the weak types of results). A weak literal of Python's own float or
+    # complex type is that Python number (nothing to put on a device: a new closure's first
+    # call, a schedule's new value each step); others are device scalars, recurring ones reused.
+    aval = lit.aval
+    if aval.weak_type and aval.dtype == _python_dtype(aval.dtype):
+        return complex(lit.val) if np.issubdtype(aval.dtype, np.complexfloating) else float(lit.val)
     key = (*key, mesh_context())
     const = _scalar_consts.get(key)
     if const is None:
@@ -171,6 +181,12 @@ def _scalar_const(key, lit: Literal):
             )
         _scalar_consts[key] = const
     return const
+
+
+def _python_dtype(dtype):
+    """The dtype JAX gives a Python float (complex) of `dtype`'s kind: 64-bit under x64."""
+    widest = np.complex128 if np.issubdtype(dtype, np.complexfloating) else np.float64
+    return jax.dtypes.canonicalize_dtype(widest)
 
 
 def name_like(flat_fun, fun, in_tree, avals_flat) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 from jax import dtypes, lax
 from jax.core import ShapedArray
@@ -67,6 +68,44 @@ def explicit_sharding(aval):
     if mesh is None or AxisType.Explicit not in mesh.axis_types:
         return None
     return sharding
+
+
+def explicit_placement(x):
+    """Where `x` is laid out when its type has Explicit mesh axes, else None.
+
+    A concrete array answers with its concrete sharding (its devices), so that a value can be
+    moved there outside any `jax.set_mesh`; a traced value with its type's (abstract) sharding.
+    """
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        return explicit_sharding(x)  # read off the array: no abstract value built per call
+    return explicit_sharding(jax.typeof(x))
+
+
+def with_placement(t, placement):
+    """Tangent `t` resharded to `placement` (from `explicit_placement` of its primal).
+
+    On Explicit axes a tangent's type is its primal's, sharding included (JAX asserts it under
+    `jax_enable_checks`); JAX's jvp gets there at the first jitted function (every `jnp`
+    function is one), whose JVP is traced with the primal's tangent type. Casting at the entry
+    gives every rule the tangent it expects, and the outputs JAX's shardings.
+    """
+    if placement is None or type(t) is Zero:
+        return t
+    if same_layout(jax.typeof(t).sharding, placement, np.ndim(t)):
+        return t
+    return jax.sharding.reshard(t, placement)
+
+
+def same_layout(a, b, ndim: int) -> bool:
+    """Whether shardings `a` and `b` split the same dimensions over the same mesh axes."""
+
+    def spec(s):
+        return tuple(s.spec) + (None,) * (ndim - len(s.spec))
+
+    mesh_a, mesh_b = getattr(a, "mesh", None), getattr(b, "mesh", None)
+    if mesh_a is None or mesh_b is None or not hasattr(a, "spec"):
+        return False
+    return mesh_a.abstract_mesh == mesh_b.abstract_mesh and spec(a) == spec(b)
 
 
 def stacked_aval(aval, length: int):

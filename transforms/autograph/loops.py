@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax, tree_util
 
+from ..rules.while_stored import bounded_while_loop
 from . import taped
 from .branches import (
     and_,
@@ -46,8 +47,8 @@ _RETURN_IN_LOOP = (
 def set_loop_options(maximum_iterations=None, **unused):
     """Options of the loop whose body starts with this call (TF's
     `tf.autograph.experimental.set_loop_options`); the converter reads them, so calling it
-    does nothing. `maximum_iterations` (a Python int) bounds a `while` on traced values: it then
-    runs as a `lax.scan` of that length, which reverse mode can differentiate."""
+    does nothing. `maximum_iterations` (a Python int) bounds a `while` on traced values: reverse
+    mode then stores each step's residuals instead of recomputing from snapshots."""
 
 
 class TracedRange:
@@ -83,7 +84,7 @@ def range_(fn, *args, **kwargs):
 
 
 def while_stmt(test, body, get_state, set_state, names, live, opts, where, has_return):
-    """`while test(): body()`; a traced test makes it a `lax.while_loop` (a `lax.scan` of
+    """`while test(): body()`; a traced test makes it a `lax.while_loop` (stopped after
     `maximum_iterations` steps when that option is given)."""
     limit = (opts or {}).get("maximum_iterations")
     count = 0
@@ -248,16 +249,8 @@ def _traced_loop(test, body, get_state, set_state, names, live, limit, where, ha
 
         if limit is None:
             return lax.while_loop(pred, step, tuple(init))
-
-        # Bounded: a scan of `limit` steps that stops changing the state once the test fails.
-        def scan_step(state, _):
-            active, values = state[0], state[1:]
-            active = jnp.logical_and(active, pred(values))
-            new = lax.cond(active, lambda v: step(v), lambda v: tuple(v), tuple(values))
-            return (active, *new), None
-
-        final, _ = lax.scan(scan_step, (jnp.asarray(True), *init), None, length=int(limit))
-        return final[1:]
+        # Bounded: reverse mode stores each step's residuals (rules/while_stored.py).
+        return bounded_while_loop(pred, step, tuple(init), int(limit))
 
     _run_or_record(st, attempt, kind, where)
 

@@ -28,7 +28,14 @@ from ..interpreter import dce_eqns, eval_jaxpr
 from ..jvp import jvp_eval, jvp_rules
 from ..partial_eval import _debug_info, partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
-from ..zeros import Zero, instantiate, is_differentiable, stacked_aval, tangent_aval
+from ..zeros import (
+    Zero,
+    explicit_sharding,
+    instantiate,
+    is_differentiable,
+    stacked_aval,
+    tangent_aval,
+)
 
 # --- helpers --------------------------------------------------------------------------------------
 
@@ -38,7 +45,11 @@ def _differentiable(aval) -> bool:
 
 
 def _sds(aval):
-    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
+    # On Explicit mesh axes the sharding is part of the type: a program traced without it
+    # would not match the values it is called on (a loop's carries would change type).
+    return jax.ShapeDtypeStruct(
+        aval.shape, aval.dtype, weak_type=aval.weak_type, sharding=explicit_sharding(aval)
+    )
 
 
 def cast_to_aval(x, aval):
@@ -85,10 +96,58 @@ def jvp_nonzeros(closed: ClosedJaxpr, nonzeros) -> list[bool]:
 
 
 def loop_predicate(pred):
-    """A while loop's predicate as `lax.while_loop` takes it: JAX's batching of a loop whose
-    predicate depends on the batch leaves a `bool[batch]` condition, meaning "any" (its body
-    selects per example)."""
+    """A while loop's predicate as `lax.while_loop` takes it: "any" of a `bool[batch]` one."""
     return lax.reduce_or(pred, tuple(range(pred.ndim))) if np.ndim(pred) else pred
+
+
+def with_scalar_predicate(params: dict, values: list) -> tuple[dict, list] | None:
+    """A `while` whose condition gives `bool[batch]`, as one with a scalar condition, or None.
+
+    JAX's batching of a loop whose predicate depends on the batch leaves the condition batched:
+    the loop runs while any example's predicate holds, and `while`'s lowering keeps the carries
+    of the finished examples as they are. Our rules build loops with `lax.while_loop`, which
+    takes a scalar condition, so that selection is written into the body here: the body takes
+    the condition's constants too and selects, per example, the new carry or the old one.
+    `values` are the equation's inputs (or their tangents, or unknown-ness flags); the
+    condition's constants are passed twice, to the condition and to the body.
+    """
+    cond, body = params["cond_jaxpr"], params["body_jaxpr"]
+    n_cc, n_bc = params["cond_nconsts"], params["body_nconsts"]
+    pred_aval = cond.out_avals[0]
+    if not pred_aval.shape:
+        return None
+    batch = pred_aval.shape
+    carry_avals = [v.aval for v in body.jaxpr.invars[n_bc:]]
+    if any(tuple(a.shape[: len(batch)]) != batch for a in carry_avals):
+        raise NotImplementedError(
+            f"while_loop with a condition of shape {batch}: every carry must have those "
+            f"leading dimensions, got {[a.str_short() for a in carry_avals]}"
+        )
+
+    def new_cond(*args):
+        (pred,) = eval_jaxpr(cond.jaxpr, cond.consts, *args)
+        return loop_predicate(pred)
+
+    def new_body(*args):
+        cc, bc, carry = _split3(list(args), n_cc, n_bc)
+        (pred,) = eval_jaxpr(cond.jaxpr, cond.consts, *cc, *carry)
+        new = eval_jaxpr(body.jaxpr, body.consts, *bc, *carry)
+        dims = tuple(range(len(batch)))
+        return [
+            lax.select(lax.broadcast_in_dim(pred, jax.typeof(old).shape, dims), x, old)
+            for x, old in zip(new, carry, strict=True)
+        ]
+
+    cc_avals = [v.aval for v in cond.jaxpr.invars[:n_cc]]
+    bc_avals = [v.aval for v in body.jaxpr.invars[:n_bc]]
+    new_params = dict(
+        params,
+        cond_jaxpr=jax.make_jaxpr(new_cond)(*map(_sds, cc_avals + carry_avals)),
+        body_jaxpr=jax.make_jaxpr(new_body)(*map(_sds, cc_avals + bc_avals + carry_avals)),
+        body_nconsts=n_cc + n_bc,
+    )
+    cc, bc, init = _split3(list(values), n_cc, n_bc)
+    return new_params, [*cc, *cc, *bc, *init]
 
 
 def _nonzeros(tangents, avals) -> list[bool]:
@@ -549,7 +608,16 @@ transpose_rules[P.cond_p] = _cond_transpose
 # --- while ----------------------------------------------------------------------------------------
 
 
-def _while_jvp(primals, tangents, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
+def _while_jvp(primals, tangents, **params):
+    scalar = with_scalar_predicate(params, list(primals))
+    if scalar is not None:
+        new_params, primals = scalar
+        tangents = with_scalar_predicate(params, list(tangents))[1]
+        return _while_jvp(primals, tangents, **new_params)
+    return _scalar_while_jvp(primals, tangents, **params)
+
+
+def _scalar_while_jvp(primals, tangents, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
     cond_consts, body_consts, init = _split3(primals, cond_nconsts, body_nconsts)
     _, t_body_consts, t_init = _split3(tangents, cond_nconsts, body_nconsts)
     avals = [v.aval for v in body_jaxpr.jaxpr.invars]

@@ -27,12 +27,15 @@ primal loop did not count): `n (n - 1) / 2` with `S = 1`, about `(n / 2) log2 n`
 `R(n, S) = n / 2 + R(n / 2, S - 1) + R(n / 2, S)`, i.e. a few times `n log n` for the default
 `S` and any `n` up to millions. `S` is the `snapshots` keyword of
 `transforms.while_loop`, which marks the loop's condition (see `transforms/loops.py`).
+
+A loop with a bound (`max_steps`) stores its residuals per step instead (`while_stored.py`): its
+linear loop's only value carry is the step counter, so its transpose counts down from `n - 1`
+with no snapshots and nothing recomputed.
 """
 
 from __future__ import annotations
 
 import jax
-import numpy as np
 from jax import lax
 from jax.ad_checkpoint import checkpoint_name
 from jax.extend.core import Jaxpr, Var
@@ -52,35 +55,40 @@ from .control_flow import (
     as_weak_as,
     cast_to_aval,
     loop_predicate,
+    with_scalar_predicate,
+)
+from .while_stored import (
+    COUNTER_ONLY_MARK,
+    TRIPS_MARK,
+    marks,
+    step_counter,
+    stored_while_partial_eval,
 )
 
 DEFAULT_SNAPSHOTS = 16
 SNAPSHOTS_MARK = "transforms.while_snapshots="
-# Marks the linear program's replay of a loop whose trip count the primal loop counted: its
-# condition is `counter < n`, with `n` its only constant.
-TRIPS_MARK = "transforms.while_trips"
-
-
-def _marks(cond_jaxpr: Jaxpr) -> list[str]:
-    return [
-        eqn.params["name"]
-        for eqn in cond_jaxpr.eqns
-        if eqn.primitive is P.name_p and isinstance(eqn.params.get("name"), str)
-    ]
 
 
 def snapshots_of(cond_jaxpr: Jaxpr) -> int:
     """The snapshot count a loop's condition is marked with (`DEFAULT_SNAPSHOTS` if none)."""
-    for name in _marks(cond_jaxpr):
+    for name in marks(cond_jaxpr):
         if name.startswith(SNAPSHOTS_MARK):
             return int(name[len(SNAPSHOTS_MARK) :])
     return DEFAULT_SNAPSHOTS
 
 
 def _counted_while_partial_eval(eqn, unknowns):
+    scalar = with_scalar_predicate(eqn.params, list(eqn.invars))
+    if scalar is not None:  # a loop batched by vmap: its selection written into the body
+        params, invars = scalar
+        unknowns = with_scalar_predicate(eqn.params, list(unknowns))[1]
+        eqn = _eqn(invars, eqn.outvars, P.while_p, params, eqn)
     # control_flow's split leaves the primal loop in the known program and the whole loop in
     # the linear one. Count the primal loop's trips there and hand the count to the linear
     # loop, which then replays exactly that many steps: its transpose needs no counting pass.
+    stored = stored_while_partial_eval(eqn, unknowns)
+    if stored is not None:  # a bound known (transforms.while_loop's max_steps)
+        return stored
     known, unknown, out_u = _while_partial_eval(eqn, unknowns)
     if not known or len(known) != 1 or known[0].primitive is not P.while_p:
         return known, unknown, out_u
@@ -160,14 +168,23 @@ class WhileConditionTangentError(ValueError):
     """A while loop's condition reads a value that depends on the linear inputs."""
 
 
-def _while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
+def _while_transpose(cts, *invals, **params):
+    scalar = with_scalar_predicate(params, list(invals))
+    if scalar is None:
+        return _scalar_while_transpose(cts, *invals, **params)
+    new_params, new_invals = scalar
+    out = _scalar_while_transpose(cts, *new_invals, **new_params)
+    n_cc = params["cond_nconsts"]  # never linear (that raises): no cotangent
+    return [*([None] * n_cc), *out[2 * n_cc :]]
+
+
+def _scalar_while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
     cc, bc, init = _split3(list(invals), cond_nconsts, body_nconsts)
     if any(is_undefined(x) for x in cc):
         raise WhileConditionTangentError(
             "while_loop: the loop condition depends on a linear input; it has no transpose."
         )
     body = body_jaxpr.jaxpr
-    n_k = len(init)
     bc_lin = [is_undefined(x) for x in bc]
     carry_lin = [is_undefined(x) for x in init]
     while True:  # a carry is linear if a linear value reaches it in one step
@@ -215,12 +232,13 @@ def _while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nc
         i, kc = state
         return i + 1, step(kc)
 
-    if TRIPS_MARK in _marks(cond_jaxpr.jaxpr):  # counted by the primal loop
+    if TRIPS_MARK in marks(cond_jaxpr.jaxpr):  # counted by the primal loop
         (n,) = cc
     else:
         n, _ = lax.while_loop(lambda state: keep_going(state[1]), count_body, (jnp_int(0), kinit))
 
-    # 2. Reverse, recomputing from the nearest snapshot.
+    # 2. Reverse, recomputing from the nearest snapshot (or, for a loop whose only known carry
+    # is its step counter, from the counter alone).
     mask = [False] * n_res + [True] * (len(lin_bc_avals) + len(lin_carry_avals))
     lin_carry_avals = as_weak_as(_pick(list(cts), carry_lin), lin_carry_avals)
     ct_carry0 = [
@@ -239,6 +257,18 @@ def _while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nc
         ]
         ct_carry = [cast_to_aval(ct, a) for ct, a in zip(ct_k_in, lin_carry_avals, strict=True)]
         return ct_consts, ct_carry
+
+    if COUNTER_ONLY_MARK in marks(cond_jaxpr.jaxpr):
+        _check_counter_only(kinit)
+
+        def count_down(state):
+            i, ct_consts, ct_carry = state
+            ct_consts, ct_carry = reverse_step([i], ct_consts, ct_carry)
+            return i - 1, ct_consts, ct_carry
+
+        state0 = (n - 1, ct_consts0, ct_carry0)
+        _, ct_consts, ct_carry = lax.while_loop(lambda st: st[0] >= 0, count_down, state0)
+        return _while_cotangents(init, carry_lin, bc_lin, ct_consts, ct_carry, cond_nconsts)
 
     buffers0 = [
         lax.broadcast_in_dim(x, (snapshots, *x.shape), tuple(range(1, x.ndim + 1)))
@@ -280,19 +310,31 @@ def _while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, body_nc
 
     state0 = (n - 1, jnp_int(1), positions0, buffers0, ct_consts0, ct_carry0)
     *_, ct_consts, ct_carry = lax.while_loop(lambda st: st[0] >= 0, reverse_body, state0)
+    return _while_cotangents(init, carry_lin, bc_lin, ct_consts, ct_carry, cond_nconsts)
 
-    ct_carry_full = _merge(carry_lin, ct_carry, [None] * n_k)
+
+def _while_cotangents(init, carry_lin, bc_lin, ct_consts, ct_carry, cond_nconsts):
+    # The transpose's outputs, one per input of the while equation (None for values).
+
+    ct_carry_full = _merge(carry_lin, ct_carry, [None] * len(init))
     ct_init = [ct if is_undefined(x) else None for ct, x in zip(ct_carry_full, init, strict=True)]
     return [
         *([None] * cond_nconsts),
-        *_merge(bc_lin, ct_consts, [None] * body_nconsts),
+        *_merge(bc_lin, ct_consts, [None] * len(bc_lin)),
         *ct_init,
     ]
 
 
-def jnp_int(value):
-    """A scalar of the default integer type (int32, or int64 under x64)."""
-    return jax.numpy.asarray(value, dtype=jax.dtypes.canonicalize_dtype(np.int64))
+def _check_counter_only(known_carry) -> None:
+    # The mark promises a loop built by while_stored: its one known carry is the step counter.
+    if len(known_carry) != 1 or jax.numpy.ndim(known_carry[0]) != 0:
+        raise AssertionError(
+            f"internal: a {COUNTER_ONLY_MARK} loop must carry only its step counter as a "
+            f"value, got {[jax.typeof(x).str_short() for x in known_carry]}"
+        )
+
+
+jnp_int = step_counter
 
 
 transpose_rules[P.while_p] = _while_transpose

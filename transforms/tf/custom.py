@@ -146,25 +146,75 @@ def while_loop(
     maximum_iterations=None,
     name=None,
 ):
-    """Repeat `loop_vars = body(*loop_vars)` while `cond(*loop_vars)`; eagerly, a Python loop
-    whose ops are all recorded (so it is differentiable on a tape).
+    """Repeat `loop_vars = body(*loop_vars)` while `cond(*loop_vars)`, at most
+    `maximum_iterations` times.
+
+    Eagerly, a Python loop whose ops are all recorded (so it is differentiable on a tape).
+    Inside `tf.function`, where the condition is a traced tensor, one `lax.while_loop` (a
+    bounded one with `maximum_iterations`, whose reverse mode stores residuals per step), with
+    TF's checks that the body keeps the loop variables' structure, dtypes and shapes; a
+    GradientTape differentiates through it. `shape_invariants`, `parallel_iterations` and
+    `swap_memory` are accepted and have no effect (XLA decides).
 
     Example:
       >>> tf.while_loop(lambda i, x: i < 3, lambda i, x: (i + 1, x * 2), [0, x])
     """
+    from ..autograph.loops import while_stmt
+
+    del shape_invariants, parallel_iterations, swap_memory, back_prop, name
     single = not isinstance(loop_vars, list | tuple)
-    vs = [loop_vars] if single else list(loop_vars)
-    i = 0
-    while maximum_iterations is None or i < int(maximum_iterations):
-        c = cond(*vs)
-        if isinstance(_t(c)._value, jax.core.Tracer):
-            raise NotImplementedError(
-                "tf.while_loop on a traced condition (inside tf.function) is not supported; "
-                "use a Python loop with a static trip count, or call it eagerly."
+    box = [loop_vars] if single else list(loop_vars)
+
+    def set_state(values):
+        box[:] = values
+
+    def step():
+        out = body(*box)
+        if single or (len(box) == 1 and not isinstance(out, list | tuple)):
+            box[:] = [out]  # TF packs a bare result of a one-variable loop, too
+        elif isinstance(out, list | tuple) and len(out) == len(box):
+            box[:] = list(out)
+        else:
+            raise ValueError(
+                f"The two structures don't have the same nested structure: loop_vars has "
+                f"{len(box)} elements, the body returned {out!r}"
             )
-        if not bool(c):
-            break
-        out = body(*vs)
-        vs = [out] if single else list(out) if isinstance(out, list | tuple) else [out]
-        i += 1
-    return vs[0] if single else type(loop_vars)(vs) if isinstance(loop_vars, tuple) else vs
+
+    test = lambda: cond(*box)  # noqa: E731
+    limit = maximum_iterations
+    if limit is not None and isinstance(_t(limit)._value, jax.core.Tracer):
+        # A traced bound: an iteration count travels with the loop variables and is tested
+        # in the condition (reverse mode then recomputes from snapshots: no static bound).
+        from .ops import logical_and
+
+        steps, limit = [0], None
+        bound = maximum_iterations
+        test = lambda: logical_and(steps[0] < bound, cond(*box))  # noqa: E731
+        inner_step, inner_set = step, set_state
+
+        def step():
+            inner_step()
+            steps[0] = steps[0] + 1
+
+        def set_state(values):
+            steps[0] = values[-1]
+            inner_set(list(values[:-1]))
+
+        get_state = lambda: (*box, steps[0])  # noqa: E731
+        names = [*(f"loop_vars[{i}]" for i in range(len(box))), "the iteration count"]
+    else:
+        limit = None if limit is None else int(_t(limit).numpy())
+        get_state = lambda: tuple(box)  # noqa: E731
+        names = [f"loop_vars[{i}]" for i in range(len(box))]
+    while_stmt(
+        test,
+        step,
+        get_state,
+        set_state,
+        names,
+        [True] * len(names),
+        {"maximum_iterations": limit},
+        "tf.while_loop",
+        False,
+    )
+    return box[0] if single else type(loop_vars)(box) if isinstance(loop_vars, tuple) else box

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..zeros import explicit_sharding
 from .tensor import is_float
 
 
@@ -92,7 +93,7 @@ _replays = _ReplayCache()
 
 def _aval_key(x):
     a = jax.typeof(x)
-    return (a.shape, a.dtype.str, a.weak_type)
+    return (a.shape, a.dtype.str, a.weak_type, explicit_sharding(a))
 
 
 class _Node:
@@ -210,5 +211,10 @@ class _Plan:
 
 
 def _sds(v):
+    # On Explicit mesh axes the layout is part of the type: a replay traced without it would
+    # differentiate a sharded Variable as if it were whole (and a contraction over its split
+    # dimension would have no defined output layout).
     a = jax.typeof(v)
-    return jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
+    return jax.ShapeDtypeStruct(
+        a.shape, a.dtype, weak_type=a.weak_type, sharding=explicit_sharding(a)
+    )
