@@ -117,3 +117,42 @@ def test_custom_jvp_runs_no_more_than_under_jax(name, rule_calls_f, jit):
 @pytest.mark.parametrize("name", list(REVERSE))
 def test_custom_vjp_runs_no_more_than_under_jax(name, fwd_calls_f, jit):
     _assert_no_more_than_jax(lambda n: _counted_custom_vjp(n, fwd_calls_f), REVERSE[name], jit)
+
+
+def _counted_symbolic_zeros_custom_jvp(counts):
+    # Two inputs, one of them a constant in the cases below: its tangent is a symbolic zero.
+    @jax.custom_jvp
+    def f(x, y):
+        counts["primal"] += 1
+        return jnp.sin(x) * y
+
+    def f_jvp(primals, tangents):
+        counts["jvp"] += 1
+        (x, y), (dx, dy) = primals, tangents
+        out = jnp.sin(x) * y
+        dout = jnp.zeros_like(out)
+        if type(dx) is not jax.custom_derivatives.SymbolicZero:
+            dout = dout + jnp.cos(x) * y * dx
+        if type(dy) is not jax.custom_derivatives.SymbolicZero:
+            counts["tangent of y"] += 1
+            dout = dout + jnp.sin(x) * dy
+        return out, dout
+
+    f.defjvp(f_jvp, symbolic_zeros=True)
+    return f
+
+
+SYMBOLIC_ZEROS = {
+    "grad, one input constant": lambda lib, c: lib.grad(lambda x: jnp.sum(c(x, 2.0 * X)))(X),
+    "grad, both inputs": lambda lib, c: lib.grad(lambda x: jnp.sum(c(x, x)))(X),
+    "jvp, one input constant": lambda lib, c: lib.jvp(lambda x: c(x, X), (X,), (X,)),
+    "hessian": lambda lib, c: lib.hessian(lambda x: jnp.sum(c(x, X)))(X),
+}
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("name", list(SYMBOLIC_ZEROS))
+def test_symbolic_zeros_custom_jvp_runs_no_more_than_under_jax(name, jit):
+    # The rule is told which tangents are symbolic zeros, as JAX tells it ("tangent of y"
+    # counts the calls that were given one for y).
+    _assert_no_more_than_jax(_counted_symbolic_zeros_custom_jvp, SYMBOLIC_ZEROS[name], jit)

@@ -15,9 +15,11 @@ reach (`_maybe_perturbed`) records an equation of its own (`custom_jvp_rule_p`,
 becomes the equation's inputs), with the output types the rule gives. Their JVP rules
 (rules/calls.py) evaluate that traced rule; bound for their value alone they give the rule's
 primal outputs. A call no tangent reaches is traced as JAX's tracer does (its primal: JAX's
-transforms never see it either), and so are rules with `symbolic_zeros=True`, which depend on
-which tangents are zero. In a trace to be differentiated twice (a Hessian), a rule's (or
-fwd's) own calls are traced rule first too, as JAX's outer JVP trace meets them.
+transforms never see it either). A custom_jvp rule with `symbolic_zeros=True` is told which of
+its inputs no tangent reaches; a custom_vjp's with it is traced as JAX's tracer does (its fwd is
+told which inputs are perturbed, known only when differentiating). In a trace to be
+differentiated twice (a Hessian), a rule's (or fwd's) own calls are traced rule first too, as
+JAX's outer JVP trace meets them.
 """
 
 from __future__ import annotations
@@ -121,10 +123,14 @@ def derivative_trace(order: int | None = None, linear_from: int | None = None):
         orders.pop()
 
 
-def _value_of_jvp_rule(*args, jvp_jaxpr, num_consts, out_zeros, **_):
+def _value_of_jvp_rule(*args, jvp_jaxpr, num_consts, in_zeros, out_zeros, **_):
     # Bound where no tangent reached it after all (eagerly, lowered, batched): the rule's primal
     # outputs, as a JVP trace with zero tangents would give.
-    tangents = [instantiate(Zero(_core.typeof(x).to_tangent_aval())) for x in args[num_consts:]]
+    tangents = [
+        instantiate(Zero(_core.typeof(x).to_tangent_aval()))
+        for x, z in zip(args[num_consts:], in_zeros, strict=True)
+        if not z
+    ]
     return _core.eval_jaxpr(jvp_jaxpr.jaxpr, (), *args, *tangents)[: len(out_zeros)]
 
 
@@ -195,7 +201,11 @@ def _input_effects(closed: ClosedJaxpr, n_inputs: int):
 
 
 def _traced_as_jax_does(trace, symbolic_zeros, tracers) -> str | None:
-    """Why this call is traced as JAX's tracer does (its primal first), or None: rule first."""
+    """Why this call is traced as JAX's tracer does (its primal first), or None: rule first.
+
+    `symbolic_zeros`: whether the rule must be told which tangents are zero and cannot be (a
+    custom_vjp's; a custom_jvp's is told which inputs no tangent reaches).
+    """
     rebinding, _rules_in_progress.rebinding = _rules_in_progress.rebinding, False
     if rebinding:
         return "rebinding a traced call"
@@ -272,7 +282,7 @@ def _differentiable(aval) -> bool:
 def _jvp_first(method):
     @functools.wraps(method)
     def process(self, prim, fun, jvp, tracers, /, *, symbolic_zeros):
-        reason = _traced_as_jax_does(self, symbolic_zeros, tracers)
+        reason = _traced_as_jax_does(self, False, tracers)
         if reason is not None:
             n_eqns = len(self.frame.tracing_eqns)
             out = method(self, prim, fun, jvp, tracers, symbolic_zeros=symbolic_zeros)
@@ -283,10 +293,17 @@ def _jvp_first(method):
         tracers = [self.to_jaxpr_tracer(t, source_info) for t in tracers]
         in_avals = [t.aval for t in tracers]
         tangent_avals = [a.to_tangent_aval() for a in in_avals]
-        # As JAX's JVP trace calls the rule: every tangent present (none symbolically zero).
-        in_zeros = (False,) * len(in_avals)
+        # As JAX's JVP trace calls the rule: every tangent present, or (symbolic_zeros=True) a
+        # symbolic zero for the inputs no tangent reaches.
+        if symbolic_zeros:
+            reached = _reached[self]
+            in_zeros = tuple(not _reaches(t, reached.vars) for t in tracers)
+        else:
+            in_zeros = (False,) * len(in_avals)
+        zero_avals = tuple(a for a, z in zip(tangent_avals, in_zeros, strict=True) if z)
+        tangent_avals = [a for a, z in zip(tangent_avals, in_zeros, strict=True) if not z]
         _reset(jvp)
-        rule, out_zeros = _pe._jvp_jaxpr_zeros(jvp, in_zeros, ())
+        rule, out_zeros = _pe._jvp_jaxpr_zeros(jvp, in_zeros, zero_avals)
         order = _derivative_traces[self]
         if order > 1:
             # A derivative of the rule will be taken too (a Hessian): its own calls are traced
@@ -307,6 +324,7 @@ def _jvp_first(method):
         params = dict(
             jvp_jaxpr=closed,
             num_consts=len(consts),
+            in_zeros=in_zeros,
             out_zeros=out_zeros,
             out_avals=tuple(out_avals),
         )

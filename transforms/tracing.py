@@ -373,6 +373,7 @@ def _custom_jvp_rule_key(eqn, memo):
     return (
         ("jvp", jaxpr_key(params["jvp_jaxpr"].jaxpr, memo)),
         ("num_consts", params["num_consts"]),
+        ("in_zeros", params["in_zeros"]),
         ("out_zeros", params["out_zeros"]),
     )
 

@@ -122,10 +122,19 @@ def _rule_outputs(outs, out_zeros):
     return out_primals, out_tangents
 
 
-def _custom_jvp_rule_jvp(primals, tangents, *, jvp_jaxpr, num_consts, out_zeros, **_):
-    # The rule traced in place of the call (rule_first.py), over (its consts, primals, tangents).
-    # Its consts are what it closes over: as for `custom_jvp_call`, their tangents are not used.
-    nz = [instantiate(t) for t in tangents[num_consts:]]
+def _custom_jvp_rule_jvp(primals, tangents, *, jvp_jaxpr, num_consts, in_zeros, out_zeros, **_):
+    # The rule traced in place of the call (rule_first.py), over (its consts, primals, tangents
+    # not symbolically zero). Its consts are what it closes over: as for `custom_jvp_call`,
+    # their tangents are not used.
+    nz = []
+    for t, zero in zip(tangents[num_consts:], in_zeros, strict=True):
+        if not zero:
+            nz.append(instantiate(t))
+        elif type(t) is not Zero:  # the tracer's dependence analysis missed an input
+            raise AssertionError(
+                "internal error: a custom_jvp rule traced with a symbolic zero for an input "
+                "that a tangent reaches"
+            )
     outs = eval_jaxpr(jvp_jaxpr.jaxpr, (), *primals, *nz)
     return _rule_outputs(outs, out_zeros)
 
