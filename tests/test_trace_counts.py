@@ -67,6 +67,11 @@ REVERSE = {
     "jacrev": lambda lib, c: lib.jacrev(c)(X),
     "grad of grad": lambda lib, c: lib.grad(lambda x: jnp.sum(lib.grad(_loss(c))(x)))(X),
     "vmap inside": lambda lib, c: lib.grad(lambda x: jnp.sum(jax.vmap(c)(x)))(X),
+    # Inside jit or scan JAX traces the function too (to a jaxpr), then asks its rule.
+    "jit inside": lambda lib, c: lib.grad(lambda x: jnp.sum(jax.jit(c)(x)))(X),
+    "scan inside": lambda lib, c: lib.grad(
+        lambda x: jax.lax.scan(lambda s, xi: (s + c(xi), None), 0.0, x)[0]
+    )(X),
     # No tangent reaches the call: JAX traces the function itself, and so must we.
     "not differentiated argument": lambda lib, c: lib.grad(
         lambda x, y: jnp.sum(c(y) * x), argnums=0
