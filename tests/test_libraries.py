@@ -268,6 +268,48 @@ def test_nnx_custom_vjp_and_optimizer():
     same_with_our_engine(case)
 
 
+@pytest.mark.parametrize("graph_updates", [None, True], ids=["default", "graph_updates"])
+def test_nnx_custom_vjp_diff_state_with_state_updates(graph_updates):
+    # Flax's own TestCustomVJP::test_diff_state: the function updates the module (a counter),
+    # its fwd calls it, and only the `x` Params are differentiated. Flax's fwd wrapper reads
+    # the module state its fwd leaves: JAX's grad calls fwd in place of the function (never
+    # tracing the function first), and ours must too (issue #24).
+    class Counted(nnx.Module):
+        def __init__(self):
+            self.x = nnx.Param(jnp.array(1.0))
+            self.y = nnx.Param(jnp.array(2.0))
+            self.calls = 0
+
+    only_x = nnx.DiffState(0, nnx.PathContains("x"))
+    flags = {} if graph_updates is None else {"graph": True, "graph_updates": True}
+
+    def case():
+        @nnx.custom_vjp(nondiff_argnums=(only_x,), **flags)
+        def f(m):
+            m.calls += 1
+            return jnp.sin(m.x) * m.y
+
+        def f_fwd(m):
+            return f(m), (jnp.cos(m.x), m)
+
+        def f_bwd(res, g):
+            (m_g,), out_g = g
+            cos_x, m = res
+            m_g["x"][...] = 3.0 * cos_x * out_g * m.y  # not f's derivative: the rule is used
+            del m_g["y"]
+            return (m_g,)
+
+        f.defvjp(f_fwd, f_bwd)
+        m = Counted()
+        grads = nnx.grad(f, argnums=only_x, **flags)(m)
+        value = f(m)
+        return nnx.state(grads), value, m.calls, nnx.state(m)
+
+    grads, _, calls, _ = same_with_our_engine(case)
+    assert_tree_allclose(grads["x"][...], 3.0 * jnp.cos(1.0) * 2.0)
+    assert calls == 2  # once under grad (fwd's call), once after
+
+
 # --- numpyro ----------------------------------------------------------------------------------
 
 

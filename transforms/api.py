@@ -274,7 +274,8 @@ def linear_transpose(fun: Callable, *primals, reduce_axes=()):
     """
     del reduce_axes
     flat, in_tree = _flatten_args(primals)
-    closed, out_tree = trace_flat(fun, in_tree, _avals(flat))
+    # JAX transposes a custom_jvp function's primal body here: trace it, not its rule.
+    closed, out_tree = trace_flat(fun, in_tree, _avals(flat), rule_first=False)
     _check_linear_transpose_dtypes(
         [_dtype(x) for x in flat], [v.aval.dtype for v in closed.jaxpr.outvars]
     )

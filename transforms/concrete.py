@@ -35,6 +35,7 @@ from ._jax import ArrayImpl as _ArrayImpl
 from ._jax import TypedNdArray as _TypedNdArray
 from ._jax import core as _core
 from ._jax import linear_util as _lu
+from .rule_first import derivative_trace
 
 __all__ = ["ConcreteTracer", "concrete_value", "trace_flat"]
 
@@ -278,7 +279,10 @@ class ConcreteTrace(_core.Trace):
                 store and store.reset()
             n = len(concretes)
             known = [*concretes, *([None] * (len(symbolic) - n))]
-            return run_concrete(jvp.call_wrapped, known, symbolic)[1]
+            out_c, out_s = run_concrete(jvp.call_wrapped, known, symbolic)
+            # Traced first in place of `fun` (rule_first.py), the rule gives the call's values.
+            out_box[:] = out_c[: len(out_c) // 2]
+            return out_s
 
         fun2 = _lu.wrap_init(fun_concrete, debug_info=fun.debug_info)
         jvp2 = _lu.wrap_init(jvp_concrete, debug_info=jvp.debug_info)
@@ -310,6 +314,9 @@ class ConcreteTrace(_core.Trace):
             known[1::2] = interleaved[1::2]
             out_c, out_s = run_concrete(fwd.call_wrapped, known, interleaved)
             fwd_box[:] = out_c
+            # Traced first in place of `fun` (rule_first.py), fwd gives the call's values.
+            n_out = out_trees()[0].num_leaves
+            out_box[:] = out_c[len(out_c) - n_out :]
             return out_s
 
         def bwd_concrete(*symbolic):
@@ -414,7 +421,7 @@ def _mark_branching(fun) -> None:
         pass
 
 
-def trace_flat(fun, in_tree, args_flat):
+def trace_flat(fun, in_tree, args_flat, *, order: int | None = None):
     """`tracing.trace_flat` on the arguments' types; on Python control flow, on their values.
 
     Abstract tracing first: most functions have no such branch, and their traced program is
@@ -422,6 +429,7 @@ def trace_flat(fun, in_tree, args_flat):
     (outside jit: arrays, or tracers of an enclosing concrete trace), trace the path taken; a
     function seen branching once is traced concretely from then on (no failed attempt first).
     Otherwise (under jit or vmap) the error raised is JAX's, its type and message as JAX's.
+    `order`: how many derivatives will be taken of it (`rule_first.derivative_trace`).
     """
     avals = [tracing.shape_dtype(x) for x in args_flat]
     concretes = [concrete_value(x) for x in args_flat]
@@ -432,17 +440,17 @@ def trace_flat(fun, in_tree, args_flat):
     ]
     target = _user_function(fun)
     if _seen_branching(target) and not any(c is None for c in concretes):
-        return trace_concrete(fun, in_tree, concretes, avals)
+        return trace_concrete(fun, in_tree, concretes, avals, order)
     try:
-        return tracing.trace_flat(fun, in_tree, avals)
+        return tracing.trace_flat(fun, in_tree, avals, order=order)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError):
         if any(c is None for c in concretes):
             raise
     _mark_branching(target)
-    return trace_concrete(fun, in_tree, concretes, avals)
+    return trace_concrete(fun, in_tree, concretes, avals, order)
 
 
-def trace_concrete(fun, in_tree, concretes, avals):
+def trace_concrete(fun, in_tree, concretes, avals, order=None):
     """Trace `fun` along the path its concrete arguments take; returns (closed, out tree)."""
     out_tree_box = []
     log: list = []
@@ -454,7 +462,8 @@ def trace_concrete(fun, in_tree, concretes, avals):
             out_tree_box.append(out_tree)
             return out_flat
 
-        return run_concrete(call, concretes, symbolic)[1]
+        with derivative_trace(order):
+            return run_concrete(call, concretes, symbolic)[1]
 
     tracing.name_like(flat_fun, fun, in_tree, avals)
     _logs.stack.append(log)

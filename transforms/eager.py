@@ -27,14 +27,18 @@ def _try_compiled(tag, f, dyn: tuple, extra, run):
     `g` stands in for `f` (same pytrees in and out), rebuilt from its jaxpr with the constants as
     inputs: a changed closure changes the jaxpr or the constants, never serves a stale program.
     Tracing `f` alone is much cheaper than running a vmapped or nested transform op by op.
-    Returns `engine.MISS` under an outer trace, or when `f` cannot be traced or keyed; the caller
-    then runs the transform directly (and raises whatever error is due).
+    Returns `engine.MISS` under an outer trace, or when `f` cannot be traced; the caller then
+    runs the transform directly (and raises whatever error is due). Not compiled (yet, or not
+    keyable), the transform runs op by op on the traced program (`engine.run_compiled`).
     """
-    if _has_tracer((dyn, extra)):
+    if _has_tracer((dyn, extra)) or engine.running_op_by_op():
         return engine.MISS
     try:
         flat, in_tree = _flatten_args(dyn)
-        closed, out_tree = concrete.trace_flat(f, in_tree, flat)
+        # The whole transform differentiates `f` twice for a Hessian (rule_first.py).
+        name = tag if isinstance(tag, str) else tag[0]
+        order = 2 if name in ("hessian", "hvp") else 1
+        closed, out_tree = concrete.trace_flat(f, in_tree, flat, order=order)
     except Exception:  # noqa: BLE001 - the direct path reports the error properly
         return engine.MISS
     extra_flat, extra_tree = tree_util.tree_flatten(extra)

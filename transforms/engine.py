@@ -391,33 +391,61 @@ def run_compiled(tag, closed: ClosedJaxpr, program, args_flat: Sequence, extra_f
     `g` evaluates `closed`'s jaxpr (flat arguments to flat outputs) with the constants passed in
     as inputs, so the compiled program serves every function that traces to the same structure
     (`tag` must name everything else `program` depends on) and never a stale constant. Returns
-    `MISS` when `closed` cannot be keyed or closes over a tracer of an enclosing transform.
+    `MISS` when `closed` closes over a tracer of an enclosing transform. Until the program is
+    compiled, and when `closed` cannot be keyed, it runs op by op (on `closed`, not tracing the
+    function again).
     """
     if any_tracer(closed.consts):
         return MISS
+    jaxpr = closed.jaxpr
+
+    def compiled(consts, args_flat, extra_flat):
+        return program(lambda *a: eval_jaxpr(jaxpr, consts, *a), args_flat, extra_flat)
+
+    args = (list(closed.consts), list(args_flat), list(extra_flat))
     key = closed_key(closed)
-    if key is None:
-        return MISS
+    if key is None:  # not cacheable (a custom_vjp's bwd is a Python callable): run it now
+        return _op_by_op(compiled, args)
     key = ("compiled", tag, key)
     fn = None if _debug.ENABLED else _programs.get(key)
     if fn is None and not _debug.ENABLED and not _compile_whole_transform(tag, closed, key):
-        return MISS
+        # Op by op, on the program traced already: the user's function is not traced again
+        # (its prints, and its custom rules' side effects, happen once, as under JAX).
+        return _op_by_op(compiled, args)
     if fn is None:
-        jaxpr = closed.jaxpr
-
-        def compiled(consts, args_flat, extra_flat):
-            return program(lambda *a: eval_jaxpr(jaxpr, consts, *a), args_flat, extra_flat)
-
         if _debug.ENABLED:  # not cached, not compiled: traced with attribution, run checked
             name = tag[0][0] if isinstance(tag[0], tuple) else tag[0]
             fn = _debug.checked(jax.jit(compiled), f"{name} (whole transform)")
         else:
             fn = _programs.put(key, _tiered.Tiered(compiled))
-    args = (list(closed.consts), list(args_flat), list(extra_flat))
     if isinstance(fn, _tiered.Tiered):
-        # Until it is compiled, the caller's direct path runs the transform op by op.
-        return fn.call_or(lambda: MISS, args)
+        # Until it is compiled, the transform runs op by op on the traced program.
+        return fn.call_or(lambda: _op_by_op(compiled, args), args)
     return fn(*args)
+
+
+class _OpByOp(threading.local):
+    active = False
+
+
+_op_by_op_state = _OpByOp()
+
+
+def running_op_by_op() -> bool:
+    """Whether a whole transform is running op by op on its traced program (`run_compiled`).
+
+    Its inner eager transforms run directly then: their functions are that program, traced
+    already, and compiling them would start the same whole transform again.
+    """
+    return _op_by_op_state.active
+
+
+def _op_by_op(compiled, args):
+    previous, _op_by_op_state.active = _op_by_op_state.active, True
+    try:
+        return compiled(*args)
+    finally:
+        _op_by_op_state.active = previous
 
 
 def _compile_whole_transform(tag, closed: ClosedJaxpr, key) -> bool:

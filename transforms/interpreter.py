@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 from jax.extend.core import Jaxpr, Literal
+from jax.extend.core import primitives as P
 from jax.extend.core.primitives import convert_element_type_p as _convert_p
 
 from . import debug as _debug
@@ -21,6 +22,7 @@ from ._jax import ArrayImpl as _ArrayImpl
 from ._jax import TypedNdArray as _TypedNdArray
 from ._jax import core as _core
 from ._jax import mesh as _mesh_lib
+from .rule_first import rebind_traced
 
 
 class Env:
@@ -94,7 +96,10 @@ def bind(eqn, invals):
     # Call-like primitives (shard_map, closed_call, custom_jvp_call) turn their jaxpr parameter
     # into `subfuns`, which their `bind` reads from the parameters (jax >= 0.7).
     params = eqn.primitive.get_bind_params(eqn.params)
-    out = eqn.primitive.bind(*invals, **params)
+    if eqn.primitive in _CUSTOM_CALLS:
+        out = rebind_traced(eqn, invals, params)
+    else:
+        out = eqn.primitive.bind(*invals, **params)
     return out if eqn.primitive.multiple_results else [out]
 
 
@@ -141,6 +146,7 @@ def _at_top_level() -> bool:
 _default_bind_params = _core.Primitive.get_bind_params
 # Device arrays, and the typed host arrays jaxpr literals hold (their type is their own).
 _EAGER_TYPES = (_ArrayImpl, _TypedNdArray)
+_CUSTOM_CALLS = (P.custom_jvp_call_p, P.custom_vjp_call_p)
 
 
 def _eager_step(eqn, invals):

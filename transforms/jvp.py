@@ -159,8 +159,13 @@ def defjvp2(prim: Primitive, *tangent_fns) -> None:
     jvp_rules[prim] = rule
 
 
+# Primitives whose outputs' tangents are always symbolic zeros (`defjvp_zero`).
+zero_tangent_primitives: set = set()
+
+
 def defjvp_zero(prim: Primitive) -> None:
     """The output is piecewise constant in every input: its tangent is a symbolic zero."""
+    zero_tangent_primitives.add(prim)
 
     def rule(primals, tangents, **params):
         out = prim.bind(*primals, **params)

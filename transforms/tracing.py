@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import weakref
@@ -23,6 +24,7 @@ from ._jax import mesh as _mesh_lib
 from ._jax import partial_eval as _pe
 from .errors import traced_control_flow_error
 from .interpreter import eqn_mesh
+from .rule_first import custom_jvp_rule_p, derivative_trace, same_rule_as_enclosing, unreached
 
 
 def shape_dtype(x):
@@ -59,16 +61,21 @@ def aval_struct(aval):
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
 
 
-def trace_flat(fun, in_tree, avals_flat) -> tuple[ClosedJaxpr, tree_util.PyTreeDef]:
+def trace_flat(
+    fun, in_tree, avals_flat, *, rule_first: bool = True, order: int | None = None
+) -> tuple[ClosedJaxpr, tree_util.PyTreeDef]:
     """Trace `fun(*unflatten(in_tree, args))` to a closed jaxpr over flat arguments.
 
     Returns the jaxpr and the output tree. Python control flow on traced values fails here; the
-    error says what to use instead.
+    error says what to use instead. With `rule_first` (a trace to be differentiated, `order`
+    times: `rule_first.derivative_trace`), the `custom_jvp`/`custom_vjp` calls in it are traced
+    as their rules (`rule_first.py`).
     """
     out_tree_box = []
 
     def flat_fun(*args_flat):
-        out = fun(*tree_util.tree_unflatten(in_tree, args_flat))
+        with derivative_trace(order) if rule_first else contextlib.nullcontext():
+            out = fun(*tree_util.tree_unflatten(in_tree, args_flat))
         out_flat, out_tree = tree_util.tree_flatten(out)
         out_tree_box.append(out_tree)
         return out_flat
@@ -312,6 +319,8 @@ def jaxpr_key(jaxpr: Jaxpr, memo: dict | None = None):
                 tuple(var(v) for v in eqn.outvars),
                 _custom_jvp_key(eqn, memo)
                 if eqn.primitive.name == "custom_jvp_call"
+                else _custom_jvp_rule_key(eqn, memo)
+                if eqn.primitive is custom_jvp_rule_p
                 else _params_key(eqn.params, memo),
             )
         )
@@ -334,8 +343,10 @@ def _custom_jvp_key(eqn, memo):
     # `ans`), so its jaxpr holds the same custom_jvp_call again: that nested call is keyed as
     # the rule being keyed, which ends the recursion.
     in_progress = memo.setdefault("custom_jvp_in_progress", set())
-    if call_key in in_progress:
+    if call_key in in_progress or same_rule_as_enclosing(params["jvp_jaxpr_fun"]):
         return ("the enclosing rule", call_key)
+    if unreached(params["jvp_jaxpr_fun"]):
+        return ("no tangent reaches it", call_key)
     n_args = len(eqn.invars) - params["num_consts"]
     try:
         jvp_jaxpr, jvp_consts, out_zeros = params["jvp_jaxpr_fun"].call_wrapped(*([False] * n_args))
@@ -351,6 +362,19 @@ def _custom_jvp_key(eqn, memo):
         ("num_consts", params["num_consts"]),
         ("jvp", rule_key, tuple(_inner_const_key(c) for c in jvp_consts)),
         ("out_zeros", tuple(out_zeros)),
+    )
+
+
+def _custom_jvp_rule_key(eqn, memo):
+    # The rule traced in place of the call (rule_first.py): what it traced to is the key. The
+    # primal function, traced only if the equation is evaluated for its value alone, is not:
+    # JAX's transforms, too, take the call's value from the rule wherever a tangent reaches it.
+    params = eqn.params
+    return (
+        ("jvp", jaxpr_key(params["jvp_jaxpr"].jaxpr, memo)),
+        ("num_consts", params["num_consts"]),
+        ("in_zeros", params["in_zeros"]),
+        ("out_zeros", params["out_zeros"]),
     )
 
 

@@ -11,11 +11,13 @@ from jax.interpreters import batching, mlir
 from ..interpreter import eval_jaxpr
 from ..jvp import current_mode, jvp_eval, jvp_rules
 from ..partial_eval import fresh_vars, partial_eval_rules, split_jaxpr
+from ..rule_first import custom_jvp_rule_p, custom_vjp_rule_p, primal_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, tangent_aval
 from .custom_vjp_forward import (
     BwdNotLinearError,
     bwd_scope,
+    debug_name,
     function_name,
     is_symbolic_zero,
     not_linear_error,
@@ -106,6 +108,11 @@ def _custom_jvp_call_jvp(
         nz = [instantiate(t) for t in arg_tangents]
     del consts  # the user's rule closes over what it needs; consts here are call_jaxpr's
     outs = eval_jaxpr(jvp_jaxpr, jvp_consts, *args, *nz)
+    return _rule_outputs(outs, out_zeros)
+
+
+def _rule_outputs(outs, out_zeros):
+    # A JVP rule's jaxpr gives the primal outputs, then the tangents that are not zero.
     n = len(out_zeros)
     out_primals, nz_out = outs[:n], iter(outs[n:])
     out_tangents = [
@@ -115,7 +122,25 @@ def _custom_jvp_call_jvp(
     return out_primals, out_tangents
 
 
+def _custom_jvp_rule_jvp(primals, tangents, *, jvp_jaxpr, num_consts, in_zeros, out_zeros, **_):
+    # The rule traced in place of the call (rule_first.py), over (its consts, primals, tangents
+    # not symbolically zero). Its consts are what it closes over: as for `custom_jvp_call`,
+    # their tangents are not used.
+    nz = []
+    for t, zero in zip(tangents[num_consts:], in_zeros, strict=True):
+        if not zero:
+            nz.append(instantiate(t))
+        elif type(t) is not Zero:  # the tracer's dependence analysis missed an input
+            raise AssertionError(
+                "internal error: a custom_jvp rule traced with a symbolic zero for an input "
+                "that a tangent reaches"
+            )
+    outs = eval_jaxpr(jvp_jaxpr.jaxpr, (), *primals, *nz)
+    return _rule_outputs(outs, out_zeros)
+
+
 jvp_rules[P.custom_jvp_call_p] = _custom_jvp_call_jvp
+jvp_rules[custom_jvp_rule_p] = _custom_jvp_rule_jvp
 # A custom_jvp function inside a linear program is applied to tangents (lineax's linear_solve
 # JVP does this), so it is linear there: transpose its primal body, as JAX does.
 transpose_rules[P.custom_jvp_call_p] = _call_transpose("call_jaxpr")
@@ -161,6 +186,8 @@ def batch_by_vmapping(forward):
 
 
 batching.primitive_batchers[custom_lin_p] = batch_by_vmapping(_custom_lin_forward)
+for _p in (custom_jvp_rule_p, custom_vjp_rule_p):  # their value alone: the rule's primal outputs
+    batching.primitive_batchers[_p] = batch_by_vmapping(_p.impl)
 
 
 class _Opaque:
@@ -182,18 +209,65 @@ class _Opaque:
 def _custom_vjp_call_jvp(
     primals, tangents, *, call_jaxpr, fwd_jaxpr_thunk, num_consts, bwd, out_trees, symbolic_zeros
 ):
+    perturbed = tuple(type(t) is not Zero for t in tangents[num_consts:])
+    fwd_jaxpr, fwd_consts = fwd_jaxpr_thunk.call_wrapped(*perturbed)
+    res_and_outs = eval_jaxpr(fwd_jaxpr, fwd_consts, *primals[num_consts:])
+    return _custom_vjp_from_fwd(
+        primals,
+        tangents,
+        res_and_outs,
+        num_consts=num_consts,
+        bwd=bwd,
+        out_trees=out_trees,
+        symbolic_zeros=symbolic_zeros,
+        name=function_name(call_jaxpr),
+        primal=lambda: _closed(call_jaxpr),
+    )
+
+
+def _custom_vjp_rule_jvp(
+    primals, tangents, *, fwd_jaxpr, num_consts, bwd, out_trees, symbolic_zeros, fun, **params
+):
+    # fwd traced in place of the call (rule_first.py), over (its consts, the arguments).
+    res_and_outs = eval_jaxpr(fwd_jaxpr.jaxpr, (), *primals)
     args = primals[num_consts:]
+    return _custom_vjp_from_fwd(
+        primals,
+        tangents,
+        res_and_outs,
+        num_consts=num_consts,
+        bwd=bwd,
+        out_trees=out_trees,
+        symbolic_zeros=symbolic_zeros,
+        name=debug_name(fun.debug_info),
+        primal=lambda: primal_jaxpr({"fun": fun}, [jax.typeof(a) for a in args]),
+        primal_takes_consts=False,
+    )
+
+
+def _custom_vjp_from_fwd(
+    primals,
+    tangents,
+    res_and_outs,
+    *,
+    num_consts,
+    bwd,
+    out_trees,
+    symbolic_zeros,
+    name,
+    primal,
+    primal_takes_consts=True,
+):
+    # `primal()` gives the function itself, traced: (jaxpr, consts), over the call's consts and
+    # arguments when `primal_takes_consts`, else over the arguments.
     arg_tangents = tangents[num_consts:]
     perturbed = tuple(type(t) is not Zero for t in arg_tangents)
-    fwd_jaxpr, fwd_consts = fwd_jaxpr_thunk.call_wrapped(*perturbed)
-    res_and_outs = eval_jaxpr(fwd_jaxpr, fwd_consts, *args)
     _, res_tree, input_fwds = out_trees()
     num_res_out = res_tree.num_leaves - sum(f is not None for f in input_fwds)
     res_out, outs = res_and_outs[:num_res_out], res_and_outs[num_res_out:]
     res_iter = iter(res_out)
     residuals = [next(res_iter) if f is None else primals[f] for f in input_fwds]
     out_avals = tuple(tangent_aval(jax.typeof(o)) for o in outs)
-    name = function_name(call_jaxpr)
     if current_mode() == "forward":
         # No linear program to transpose later: the JVP is bwd transposed, emitted now; or,
         # for a bwd that is not linear, the primal's own JVP (rules/custom_vjp_forward.py).
@@ -202,8 +276,10 @@ def _custom_vjp_call_jvp(
                 bwd.call_wrapped, residuals, list(arg_tangents), out_avals, name
             )
         except BwdNotLinearError:
-            jaxpr, consts = _closed(call_jaxpr)
-            return jvp_eval(jaxpr, consts, primals, tangents)
+            jaxpr, consts = primal()
+            if primal_takes_consts:
+                return jvp_eval(jaxpr, consts, primals, tangents)
+            return jvp_eval(jaxpr, consts, primals[num_consts:], arg_tangents)
         return outs, list(tangents_out)
     nz_tangents = [instantiate(t) for t in arg_tangents if type(t) is not Zero]
     tangents_out = custom_lin_p.bind(
@@ -251,6 +327,7 @@ def _custom_lin_transpose(
 
 
 jvp_rules[P.custom_vjp_call_p] = _custom_vjp_call_jvp
+jvp_rules[custom_vjp_rule_p] = _custom_vjp_rule_jvp
 transpose_rules[custom_lin_p] = _custom_lin_transpose
 
 _unused = np

@@ -46,7 +46,12 @@ _NOT_LINEAR = (MissingRuleError, AssertionError, WhileConditionTangentError)
 def function_name(call_jaxpr) -> str:
     """The user's name for a `custom_vjp` function, from its traced program's debug info."""
     jaxpr = call_jaxpr.jaxpr if isinstance(call_jaxpr, ClosedJaxpr) else call_jaxpr
-    src = getattr(getattr(jaxpr, "debug_info", None), "func_src_info", None) or ""
+    return debug_name(getattr(jaxpr, "debug_info", None))
+
+
+def debug_name(debug_info) -> str:
+    """A traced function's name, from JAX's debug info (`"<unnamed>"` without one)."""
+    src = getattr(debug_info, "func_src_info", None) or ""
     return src.split(" at ")[0] or "<unnamed>"
 
 
