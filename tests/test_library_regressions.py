@@ -1,4 +1,4 @@
-"""Engine behaviours that real JAX libraries (Flax NNX, Equinox, diffrax) met, without them.
+"""Engine behaviours that real JAX libraries (Flax NNX, Equinox, diffrax, lineax) met, without them.
 
 Each test is the smallest program of plain JAX that showed the failure; tests/test_libraries.py
 runs the libraries themselves.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from helpers import assert_tree_allclose
+from jax.extend.core import Primitive
+from jax.interpreters import ad, mlir
 
 import transforms
 
@@ -33,3 +35,52 @@ def test_literal_outputs_are_arrays_eagerly():
         assert_tree_allclose(outs, _literal_outputs(x))
     assert_tree_allclose(grads, jax.grad(lambda x: _literal_outputs(x)[0])(x))
     assert aux[0][()] == -1.0  # subscriptable, as an Array is
+
+
+# A primitive of a library's own, linear in `t`, whose rules read their operand `flag` as an
+# array: JAX hands a rule a tracer of the enclosing `jit`'s input. We inline calls, so `flag`
+# arrived as the literal's host value, a Python `bool` (lineax's `linear_solve` transpose, as
+# diffrax's `ImplicitAdjoint` reaches it, failed "Closure-converted function called with
+# different dynamic arguments").
+def _masked_double(t, flag):
+    return jnp.where(flag, 2 * t, t)
+
+
+masked_double_p = Primitive("test_library_masked_double")
+masked_double_p.def_impl(_masked_double)
+masked_double_p.def_abstract_eval(lambda t, flag: jax.core.ShapedArray(t.shape, t.dtype))
+mlir.register_lowering(masked_double_p, mlir.lower_fun(_masked_double, multiple_results=False))
+
+
+def _masked_double_jvp(primals, tangents):
+    t, flag = primals
+    return masked_double_p.bind(t, flag.astype(bool)), masked_double_p.bind(tangents[0], flag)
+
+
+def _masked_double_transpose(ct, t, flag):
+    assert ad.is_undefined_primal(t)
+    return masked_double_p.bind(ct, flag.astype(bool)), None
+
+
+ad.primitive_jvps[masked_double_p] = _masked_double_jvp
+ad.primitive_transposes[masked_double_p] = _masked_double_transpose
+
+
+@jax.custom_jvp
+def _doubled(x):
+    return 2 * x
+
+
+@_doubled.defjvp
+def _doubled_jvp(primals, tangents):
+    # The rule's program is partially evaluated as is: its jit becomes a call in the linear part.
+    return _doubled(primals[0]), jax.jit(masked_double_p.bind)(tangents[0], True)
+
+
+def test_library_primitive_rules_get_literal_operands_as_arrays():
+    x = jnp.array([0.5, 1.5])
+    in_jit = lambda x: jnp.sum(jax.jit(masked_double_p.bind)(x, True) * x)  # noqa: E731
+    via_custom_jvp = lambda x: jnp.sum(_doubled(x) * x)  # noqa: E731
+    for f in (in_jit, via_custom_jvp):
+        assert_tree_allclose(transforms.grad(f)(x), jax.grad(f)(x))
+        assert_tree_allclose(transforms.jvp(f, (x,), (x,)), jax.jvp(f, (x,), (x,)))
