@@ -20,7 +20,7 @@ import optimistix as optx
 import pytest
 from flax import nnx
 from helpers import assert_tree_allclose
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, TraceMeanField_ELBO, autoguide
+from numpyro.infer import HMC, MCMC, NUTS, SVI, Trace_ELBO, TraceMeanField_ELBO, autoguide
 from routing import routed
 
 import transforms
@@ -178,6 +178,86 @@ def test_diffrax_forward_mode_jvp():
     assert_tree_allclose(transforms.jvp(loss, args, tangents), jax.jvp(loss, args, tangents))
 
 
+def _saved_values_loss(saveat):
+    term = diffrax.ODETerm(lambda t, y, rate: -rate * y + jnp.sin(t))
+
+    def loss(y0, rate):
+        sol = diffrax.diffeqsolve(
+            term, diffrax.Tsit5(), 0.0, 1.0, 0.25, y0, args=rate, saveat=saveat, max_steps=8
+        )
+        if saveat.dense:  # the dense interpolant, between and at steps, and its derivative
+            dense = sol.evaluate(0.3) + sol.evaluate(0.55, 0.8) + sol.derivative(0.7)
+            return jnp.sum(dense**2)
+        # SaveAt(steps=True) pads unused slots of ts and ys with inf
+        finite = lambda a: jnp.where(jnp.isfinite(a), a, 0.0)  # noqa: E731
+        return jnp.sum(finite(sol.ys) ** 2) + jnp.sum(finite(sol.ts))
+
+    return loss
+
+
+@pytest.mark.parametrize(
+    "saveat",
+    [
+        diffrax.SaveAt(t0=True, t1=True, ts=jnp.array([0.1, 0.45, 0.9])),
+        diffrax.SaveAt(steps=True),
+        diffrax.SaveAt(dense=True),
+    ],
+    ids=["t0_t1_ts", "steps", "dense"],
+)
+def test_diffrax_saveat_variants(saveat):
+    loss, rate = _saved_values_loss(saveat), jnp.float64(0.5)
+    expected = jax.grad(loss, argnums=(0, 1))(Y0, rate)
+    assert_tree_allclose(transforms.grad(loss, argnums=(0, 1))(Y0, rate), expected)
+
+
+def _decay_until(cond_fn, root_finder=None):
+    def loss(y0, rate):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, rate: -rate * y), diffrax.Tsit5(), 0.0, 5.0, 0.25, y0,
+            args=rate, event=diffrax.Event(cond_fn, root_finder=root_finder),
+            saveat=diffrax.SaveAt(t1=True), max_steps=32,
+        )  # fmt: skip
+        # The solve stops at the event: its time and state depend on y0 and the rate.
+        return sol.ts[-1] + jnp.sum(sol.ys**2)
+
+    return loss
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        _decay_until(lambda t, y, args, **kwargs: y[0] < 0.5),
+        # a real-valued condition and a root finder: the event time is where y[0] = 0.5
+        _decay_until(lambda t, y, args, **kwargs: y[0] - 0.5, optx.Newton(1e-10, 1e-10)),
+    ],
+    ids=["boolean_at_step", "root_found_time"],
+)
+def test_diffrax_event_terminates_the_solve(loss):
+    rate = jnp.float64(0.5)
+    expected = jax.grad(loss, argnums=(0, 1))(Y0, rate)
+    assert_tree_allclose(transforms.grad(loss, argnums=(0, 1))(Y0, rate), expected)
+
+
+def test_diffrax_implicit_adjoint_at_a_steady_state():
+    def steady_energy(y0, rate):
+        # dy/dt = target - rate * y settles at y = target / rate, whatever y0 is; the gradient
+        # goes through the implicit function theorem at the steady state (lineax's solve).
+        term = diffrax.ODETerm(lambda t, y, rate: jnp.array([0.3, 0.7]) - rate * y)
+        sol = diffrax.diffeqsolve(
+            term, diffrax.Tsit5(), 0.0, jnp.inf, 0.5, y0, args=rate,
+            event=diffrax.Event(diffrax.steady_state_event()), adjoint=diffrax.ImplicitAdjoint(),
+            stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8),
+            saveat=diffrax.SaveAt(t1=True), max_steps=256,
+        )  # fmt: skip
+        return jnp.sum(sol.ys**2 * jnp.array([1.0, 2.0]))
+
+    rate = jnp.float64(0.5)
+    expected = jax.grad(steady_energy, argnums=(0, 1))(Y0, rate)
+    assert_tree_allclose(transforms.grad(steady_energy, argnums=(0, 1))(Y0, rate), expected)
+    # d/d rate of sum(w * (target / rate)**2) = -2 / rate * energy
+    assert_tree_allclose(expected[1], -2 / rate * 4.28, rtol=1e-6)
+
+
 def test_optimistix_root_find_gradient_through_the_implicit_function_theorem():
     def root(a):
         solver = optx.Newton(rtol=1e-12, atol=1e-12)
@@ -312,6 +392,21 @@ def test_numpyro_nuts_same_samples():
         mcmc = MCMC(NUTS(model), num_warmup=10, num_samples=10, progress_bar=False)
         mcmc.run(jax.random.key(1), XN, YN)
         return mcmc.get_samples()
+
+    same_with_our_engine(case)
+
+
+def test_numpyro_hmc_same_samples():
+    def model(x, y):
+        w = numpyro.sample("w", dist.Normal(0.0, 1.0))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))  # a constrained site
+        numpyro.sample("y", dist.Normal(w * x, sigma), obs=y)
+
+    def case():
+        kernel = HMC(model, step_size=0.1, num_steps=4, adapt_step_size=False)
+        mcmc = MCMC(kernel, num_warmup=5, num_samples=8, progress_bar=False)
+        mcmc.run(jax.random.key(2), XN, YN, extra_fields=("potential_energy",))
+        return mcmc.get_samples(), mcmc.get_extra_fields()
 
     same_with_our_engine(case)
 
