@@ -116,6 +116,31 @@ def test_equinox_batch_norm_and_state():
     same_with_our_engine(case)
 
 
+def test_equinox_nested_forward_mode():
+    # Forward over reverse (a Hessian-vector product through `filter_grad`) and forward over
+    # forward, written with `jax.jvp` as Equinox users write them: the library's and the user's
+    # calls are both routed. An output of the inner jvp that is the outer tracer `x` itself has
+    # a zero inner tangent and still carries the outer one (Equinox's test_double_filter_jvp).
+    params, static = eqx.partition(_mlp(), eqx.is_array)
+    loss = lambda p, x: jnp.sum(eqx.combine(p, static)(x) ** 2)  # noqa: E731
+
+    def inner(x):
+        def g(y):
+            return jnp.sin(y) * x, x
+
+        (a, b), (ta, tb) = jax.jvp(g, (x,), (jnp.ones(3),))
+        return a, b, ta, tb
+
+    def case():
+        grad_loss = eqx.filter_grad(loss)
+        hvp = jax.jvp(lambda p: grad_loss(p, X3), (params,), (params,))
+        model = lambda x: eqx.combine(params, static)(x)  # noqa: E731
+        jvp_of_jvp = jax.jvp(lambda x: jax.jvp(model, (x,), (X3,))[1], (X3,), (2 * X3,))
+        return hvp, jvp_of_jvp, jax.jvp(inner, (X3,), (X3,))
+
+    same_with_our_engine(case)
+
+
 def _while(kind):
     def f(x):
         def body(carry):
