@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from helpers import assert_tree_allclose
+from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, mlir
 
@@ -84,3 +85,31 @@ def test_library_primitive_rules_get_literal_operands_as_arrays():
     for f in (in_jit, via_custom_jvp):
         assert_tree_allclose(transforms.grad(f)(x), jax.grad(f)(x))
         assert_tree_allclose(transforms.jvp(f, (x,), (x,)), jax.jvp(f, (x,), (x,)))
+
+
+def _scan_of_cond_with_print(x):
+    # Equinox's while-loop tests: a scan whose body is a cond on a constant predicate (its
+    # index is computed from literals alone, so loop-invariant, and hoisted out of the linear
+    # scan) around a branch with an effect. The hoisted computation took the effectful cond
+    # along, reading the carry it has no access to: KeyError: Var(...) in eval_step.
+    def body(carry, _):
+        def step(c):
+            i, y = c
+            jax.debug.print("step {}", i)
+            return i + 1, jnp.sin(y) * x
+
+        return lax.cond(True, step, lambda c: c, carry), None
+
+    return lax.scan(body, (0, x), None, length=3)[0][1]
+
+
+def test_scan_residuals_hoisted_without_effects(capfd):
+    x = jnp.float64(0.7)
+    expected = jax.value_and_grad(_scan_of_cond_with_print)(x)
+    jax.effects_barrier()
+    printed = capfd.readouterr().out
+    assert printed.split() == ["step", "0", "step", "1", "step", "2"]
+    assert_tree_allclose(transforms.value_and_grad(_scan_of_cond_with_print)(x), expected)
+    assert_tree_allclose(jax.jit(transforms.grad(_scan_of_cond_with_print))(x), expected[1])
+    jax.effects_barrier()
+    assert capfd.readouterr().out == printed * 2
