@@ -113,3 +113,36 @@ def test_scan_residuals_hoisted_without_effects(capfd):
     assert_tree_allclose(jax.jit(transforms.grad(_scan_of_cond_with_print))(x), expected[1])
     jax.effects_barrier()
     assert capfd.readouterr().out == printed * 2
+
+
+def _printing(x):
+    # jax.debug.print / jax.debug.callback of values that carry a tangent, also inside a loop
+    # (Equinox's while-loop tests print from the body): MissingRuleError for 'debug_print'.
+    jax.debug.print("x={x}", x=x)
+    jax.debug.callback(lambda v: print("callback", float(v)), x * 2)
+
+    def body(y, _):
+        jax.debug.print("y={}", y)
+        return jnp.sin(y) * x, None
+
+    return lax.scan(body, x, None, length=2)[0]
+
+
+def test_debug_print_and_callback_of_differentiated_values(capfd):
+    x, runs = jnp.float64(0.5), {}
+    for name, ours, theirs in [
+        ("grad", transforms.grad(_printing), jax.grad(_printing)),
+        ("jit grad", jax.jit(transforms.grad(_printing)), jax.jit(jax.grad(_printing))),
+        (
+            "jvp",
+            lambda x: transforms.jvp(_printing, (x,), (x,)),
+            lambda x: jax.jvp(_printing, (x,), (x,)),
+        ),
+    ]:
+        for who, f in (("jax", theirs), ("ours", ours)):
+            out = f(x)
+            jax.effects_barrier()
+            runs[name, who] = (out, capfd.readouterr().out)
+        assert_tree_allclose(runs[name, "ours"][0], runs[name, "jax"][0])
+        assert runs[name, "ours"][1] == runs[name, "jax"][1], name
+    assert runs["grad", "jax"][1].count("y=") == 2

@@ -5,7 +5,17 @@ expose. Keeping the private imports here makes a new JAX release a change in one
 supported range is pinned in pyproject.toml and tested.
 """
 
-from jax._src import api_util, config, core, dtypes, hijax, linear_util, mesh, source_info_util
+from jax._src import (
+    api_util,
+    config,
+    core,
+    debugging,
+    dtypes,
+    hijax,
+    linear_util,
+    mesh,
+    source_info_util,
+)
 from jax._src.ad_checkpoint import CustomRemat
 from jax._src.array import ArrayImpl
 from jax._src.interpreters import partial_eval
@@ -19,6 +29,7 @@ __all__ = [
     "api_util",
     "config",
     "core",
+    "debugging",
     "dtypes",
     "hijax",
     "linear_util",
