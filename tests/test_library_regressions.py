@@ -146,3 +146,34 @@ def test_debug_print_and_callback_of_differentiated_values(capfd):
         assert_tree_allclose(runs[name, "ours"][0], runs[name, "jax"][0])
         assert runs[name, "ours"][1] == runs[name, "jax"][1], name
     assert runs["grad", "jax"][1].count("y=") == 2
+
+
+@jax.custom_vjp
+def _scaled(x, rate):
+    return x * rate
+
+
+def _scaled_fwd(x, rate):
+    return _scaled(x, rate), (x, rate)
+
+
+def _scaled_bwd(residuals, g):
+    x, rate = residuals
+    # As diffrax's BacksolveAdjoint does (`eqx.filter(args, eqx.is_inexact_array)`): only arrays
+    # are parameters. JAX hands bwd its residuals as arrays; ours handed it the user's Python
+    # float itself, so the rate's gradient was zero.
+    d_rate = jnp.sum(g * x) if isinstance(rate, jax.Array) else jnp.zeros(())
+    return g * rate, d_rate
+
+
+_scaled.defvjp(_scaled_fwd, _scaled_bwd)
+
+
+def test_custom_vjp_bwd_gets_python_number_residuals_as_arrays():
+    # Inside a jit, as diffrax's solve is: JAX's bwd then sees the rate as a tracer.
+    loss = lambda x, rate: jnp.sum(jax.jit(_scaled)(x, rate) ** 2)  # noqa: E731
+    x = jnp.array([1.0, -0.5])
+    expected = jax.grad(loss, argnums=(0, 1))(x, 0.5)
+    assert expected[1] != 0
+    assert_tree_allclose(transforms.grad(loss, argnums=(0, 1))(x, 0.5), expected)
+    assert_tree_allclose(transforms.vjp(loss, x, 0.5)[1](1.0), jax.vjp(loss, x, 0.5)[1](1.0))
