@@ -20,7 +20,7 @@ import optimistix as optx
 import pytest
 from flax import nnx
 from helpers import assert_tree_allclose
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, TraceMeanField_ELBO, autoguide
+from numpyro.infer import HMC, MCMC, NUTS, SVI, Trace_ELBO, TraceMeanField_ELBO, autoguide
 from routing import routed
 
 import transforms
@@ -116,6 +116,31 @@ def test_equinox_batch_norm_and_state():
     same_with_our_engine(case)
 
 
+def test_equinox_nested_forward_mode():
+    # Forward over reverse (a Hessian-vector product through `filter_grad`) and forward over
+    # forward, written with `jax.jvp` as Equinox users write them: the library's and the user's
+    # calls are both routed. An output of the inner jvp that is the outer tracer `x` itself has
+    # a zero inner tangent and still carries the outer one (Equinox's test_double_filter_jvp).
+    params, static = eqx.partition(_mlp(), eqx.is_array)
+    loss = lambda p, x: jnp.sum(eqx.combine(p, static)(x) ** 2)  # noqa: E731
+
+    def inner(x):
+        def g(y):
+            return jnp.sin(y) * x, x
+
+        (a, b), (ta, tb) = jax.jvp(g, (x,), (jnp.ones(3),))
+        return a, b, ta, tb
+
+    def case():
+        grad_loss = eqx.filter_grad(loss)
+        hvp = jax.jvp(lambda p: grad_loss(p, X3), (params,), (params,))
+        model = lambda x: eqx.combine(params, static)(x)  # noqa: E731
+        jvp_of_jvp = jax.jvp(lambda x: jax.jvp(model, (x,), (X3,))[1], (X3,), (2 * X3,))
+        return hvp, jvp_of_jvp, jax.jvp(inner, (X3,), (X3,))
+
+    same_with_our_engine(case)
+
+
 def _while(kind):
     def f(x):
         def body(carry):
@@ -165,17 +190,100 @@ Y0 = jnp.array([1.0, -0.5])
 )
 def test_diffrax_gradients(adjoint):
     loss = _ode_loss(adjoint)
-    # A strong rate: through BacksolveAdjoint's custom_vjp the cotangent of a weakly typed Python
-    # float comes back weak where JAX's is strong (values equal; a known gap).
-    rate = jnp.float64(0.5)
-    expected = jax.grad(loss, argnums=(0, 1))(Y0, rate)
-    assert_tree_allclose(transforms.grad(loss, argnums=(0, 1))(Y0, rate), expected)
+    # A Python float rate: BacksolveAdjoint's bwd takes a parameter that is not an array for
+    # no parameter (its gradient was zero, and weakly typed, before the fix in rules/calls.py).
+    # (The other diffrax tests pass a strong float64 rate.)
+    expected = jax.grad(loss, argnums=(0, 1))(Y0, 0.5)
+    assert_tree_allclose(transforms.grad(loss, argnums=(0, 1))(Y0, 0.5), expected)
 
 
 def test_diffrax_forward_mode_jvp():
     loss = _ode_loss(diffrax.ForwardMode())
     args, tangents = (Y0, 0.5), (jnp.ones(2), 0.1)
     assert_tree_allclose(transforms.jvp(loss, args, tangents), jax.jvp(loss, args, tangents))
+
+
+def _same_gradients_as_jax(loss):
+    # Ours under jit: one compiled program (these solves are long loops, slow op by op on the
+    # first eager call; the adjoint tests above run ours eagerly).
+    rate = jnp.float64(0.5)
+    expected = jax.grad(loss, argnums=(0, 1))(Y0, rate)
+    assert_tree_allclose(jax.jit(transforms.grad(loss, argnums=(0, 1)))(Y0, rate), expected)
+    return expected
+
+
+def _saved_values_loss(saveat):
+    term = diffrax.ODETerm(lambda t, y, rate: -rate * y + jnp.sin(t))
+
+    def loss(y0, rate):
+        sol = diffrax.diffeqsolve(
+            term, diffrax.Tsit5(), 0.0, 1.0, 0.25, y0, args=rate, saveat=saveat, max_steps=8
+        )
+        if saveat.dense:  # the dense interpolant, between and at steps, and its derivative
+            dense = sol.evaluate(0.3) + sol.evaluate(0.55, 0.8) + sol.derivative(0.7)
+            return jnp.sum(dense**2)
+        # SaveAt(steps=True) pads unused slots of ts and ys with inf
+        finite = lambda a: jnp.where(jnp.isfinite(a), a, 0.0)  # noqa: E731
+        return jnp.sum(finite(sol.ys) ** 2) + jnp.sum(finite(sol.ts))
+
+    return loss
+
+
+@pytest.mark.parametrize(
+    "saveat",
+    [
+        diffrax.SaveAt(t0=True, t1=True, ts=jnp.array([0.1, 0.45, 0.9])),
+        diffrax.SaveAt(steps=True),
+        diffrax.SaveAt(dense=True),
+    ],
+    ids=["t0_t1_ts", "steps", "dense"],
+)
+def test_diffrax_saveat_variants(saveat):
+    _same_gradients_as_jax(_saved_values_loss(saveat))
+
+
+def _decay_until(cond_fn, root_finder=None):
+    def loss(y0, rate):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, rate: -rate * y), diffrax.Tsit5(), 0.0, 5.0, 0.25, y0,
+            args=rate, event=diffrax.Event(cond_fn, root_finder=root_finder),
+            saveat=diffrax.SaveAt(t1=True), max_steps=32,
+        )  # fmt: skip
+        # The solve stops at the event: its time and state depend on y0 and the rate.
+        return sol.ts[-1] + jnp.sum(sol.ys**2)
+
+    return loss
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        _decay_until(lambda t, y, args, **kwargs: y[0] < 0.5),
+        # a real-valued condition and a root finder: the event time is where y[0] = 0.5
+        _decay_until(lambda t, y, args, **kwargs: y[0] - 0.5, optx.Newton(1e-10, 1e-10)),
+    ],
+    ids=["boolean_at_step", "root_found_time"],
+)
+def test_diffrax_event_terminates_the_solve(loss):
+    _same_gradients_as_jax(loss)
+
+
+def test_diffrax_implicit_adjoint_at_a_steady_state():
+    def steady_energy(y0, rate):
+        # dy/dt = target - rate * y settles at y = target / rate, whatever y0 is; the gradient
+        # goes through the implicit function theorem at the steady state (lineax's solve).
+        term = diffrax.ODETerm(lambda t, y, rate: jnp.array([0.3, 0.7]) - rate * y)
+        sol = diffrax.diffeqsolve(
+            term, diffrax.Tsit5(), 0.0, jnp.inf, 0.5, y0, args=rate,
+            event=diffrax.Event(diffrax.steady_state_event()), adjoint=diffrax.ImplicitAdjoint(),
+            stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8),
+            saveat=diffrax.SaveAt(t1=True), max_steps=256,
+        )  # fmt: skip
+        return jnp.sum(sol.ys**2 * jnp.array([1.0, 2.0]))
+
+    expected = _same_gradients_as_jax(steady_energy)
+    # d/d rate of sum(w * (target / rate)**2) = -2 / rate * energy
+    assert_tree_allclose(expected[1], jnp.float64(-2 / 0.5 * 4.28), rtol=1e-6)
 
 
 def test_optimistix_root_find_gradient_through_the_implicit_function_theorem():
@@ -354,6 +462,21 @@ def test_numpyro_nuts_same_samples():
         mcmc = MCMC(NUTS(model), num_warmup=10, num_samples=10, progress_bar=False)
         mcmc.run(jax.random.key(1), XN, YN)
         return mcmc.get_samples()
+
+    same_with_our_engine(case)
+
+
+def test_numpyro_hmc_same_samples():
+    def model(x, y):
+        w = numpyro.sample("w", dist.Normal(0.0, 1.0))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))  # a constrained site
+        numpyro.sample("y", dist.Normal(w * x, sigma), obs=y)
+
+    def case():
+        kernel = HMC(model, step_size=0.1, num_steps=4, adapt_step_size=False)
+        mcmc = MCMC(kernel, num_warmup=5, num_samples=8, progress_bar=False)
+        mcmc.run(jax.random.key(2), XN, YN, extra_fields=("potential_energy",))
+        return mcmc.get_samples(), mcmc.get_extra_fields()
 
     same_with_our_engine(case)
 

@@ -158,9 +158,28 @@ def _custom_lin_abstract_eval(*_, out_avals, **__):
     return out_avals
 
 
+def _as_arrays(residuals) -> list:
+    """Residuals as bwd sees them in JAX, where a `jit` around the call hands it tracers.
+
+    Evaluated eagerly, a residual can be a host value. A jaxpr literal that is an array
+    evaluates to a NumPy array, which bwd may index with traced indices (odeint's does); a
+    Python number the user passed as an argument (`float`, `int`, `complex` exactly) reaches
+    bwd as itself, and diffrax's BacksolveAdjoint takes a float that is not an array for no
+    parameter (`eqx.filter(args, eqx.is_inexact_array)`: a zero gradient for `args=0.5`).
+    Scalar literals (`TypedFloat`, a `bool`) stay as they are: JAX hands those to bwd as is,
+    and Equinox's checkpointed loop reads such a bool as a filter.
+    """
+    return [
+        jax.numpy.asarray(r)
+        if isinstance(r, np.ndarray | np.generic) or type(r) in (float, int, complex)
+        else r
+        for r in residuals
+    ]
+
+
 def _custom_lin_forward(*invals, num_res, bwd, out_avals, symbolic_zeros, in_zeros, num_consts):
     # Evaluated forward (the linear program of `linearize`): bwd transposed, at the residuals.
-    residuals, nz_tangents = invals[:num_res], iter(invals[num_res:])
+    residuals, nz_tangents = _as_arrays(invals[:num_res]), iter(invals[num_res:])
     arg_tangents = [Zero(None) if z else next(nz_tangents) for z in in_zeros]
     try:
         tangents = tangents_by_transposing_bwd(
@@ -298,12 +317,7 @@ def _custom_vjp_from_fwd(
 def _custom_lin_transpose(
     cts, *invals, num_res, bwd, out_avals, symbolic_zeros, in_zeros, num_consts
 ):
-    # bwd indexes residuals with traced indices (odeint's does): they must be jax arrays, not
-    # the numpy arrays a jaxpr's literals evaluate to.
-    residuals = [
-        jax.numpy.asarray(r) if isinstance(r, np.ndarray | np.generic) else r
-        for r in invals[:num_res]
-    ]
+    residuals = _as_arrays(invals[:num_res])
     if symbolic_zeros:
         # A rule defined with `symbolic_zeros=True` is told which cotangents are zero, as JAX
         # tells it: a `SymbolicZero` in their place (Equinox's filter_custom_vjp sees None).

@@ -273,9 +273,11 @@ def _scan_partial_eval(eqn, unknowns):
     # Residuals computed from loop-invariant inputs alone are computed once, before the loop,
     # and enter the linear scan as consts instead of being stacked per step.
     invariant = set(body.invars[:n_c]) | constvars
+    invariant_eqns = []
     for e in s.known.eqns:
         if not e.effects and all(type(v) is Literal or v in invariant for v in e.invars):
             invariant.update(e.outvars)
+            invariant_eqns.append(e)
     res_hoisted = [r for r in res_stacked if r in invariant]
     res_stacked = [r for r in res_stacked if r not in invariant]
     hoisted_vars = [Var(r.aval) for r in res_hoisted]
@@ -286,7 +288,9 @@ def _scan_partial_eval(eqn, unknowns):
             body.constvars,
             known_const_invars,
             res_hoisted,
-            dce_eqns(s.known.eqns, res_hoisted)[0],
+            # From the invariant equations only: the body's effectful ones (a debug print)
+            # read the carry, which the hoisted computation has no access to, and stay in it.
+            dce_eqns(invariant_eqns, res_hoisted)[0],
             debug_info=_debug_info("scan invariants", len(known_const_invars), len(res_hoisted)),
         )
         hoist_eqns.append(

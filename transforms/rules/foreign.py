@@ -19,7 +19,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+import jax
 import jax.interpreters.ad as jax_ad
+import jax.numpy as jnp
 from jax.extend.core import Primitive
 
 from ..jvp import jvp_rule_sources
@@ -64,6 +66,20 @@ def _to_jax(t):
     return jax_ad.Zero(t.aval) if type(t) is Zero else t
 
 
+def _as_jax_value(x):
+    """A primal value as JAX hands it to a rule: an array (or a tracer), never a host scalar.
+
+    Our interpreters read a jaxpr literal as its host value (a Python `bool`, a `TypedFloat`, a
+    typed NumPy scalar). Where JAX keeps a call (a `jit` in a linear program) the rule inside
+    sees a tracer of the call's input; we inline calls, so the same rule met the literal itself
+    (lineax's `linear_solve` transpose, under diffrax's `ImplicitAdjoint`, checks its operands
+    are arrays). The array has the literal's type, weak or not.
+    """
+    if isinstance(x, (jax.Array, jax.core.Tracer, UndefPrimal)):
+        return x
+    return jnp.asarray(x)
+
+
 def _tangent_from_jax(t):
     return Zero(t.aval) if type(t) is jax_ad.Zero else t
 
@@ -75,7 +91,8 @@ def _cotangent_from_jax(ct):
 
 def _authors_jvp(prim: Primitive, jax_rule: Callable) -> Callable:
     def rule(primals, tangents, **params):
-        out, out_dot = jax_rule(list(primals), [_to_jax(t) for t in tangents], **params)
+        primals = [_as_jax_value(x) for x in primals]
+        out, out_dot = jax_rule(primals, [_to_jax(t) for t in tangents], **params)
         if prim.multiple_results:
             return list(out), [_tangent_from_jax(t) for t in out_dot]
         return out, _tangent_from_jax(out_dot)
@@ -87,7 +104,8 @@ def _authors_transpose(prim: Primitive, jax_rule: Callable) -> Callable:
     def rule(ct, *invals, **params):
         cts = [_to_jax(c) for c in ct] if prim.multiple_results else _to_jax(ct)
         jax_invals = [
-            jax_ad.UndefinedPrimal(x.aval) if type(x) is UndefPrimal else x for x in invals
+            jax_ad.UndefinedPrimal(x.aval) if type(x) is UndefPrimal else _as_jax_value(x)
+            for x in invals
         ]
         cts_in = jax_rule(cts, *jax_invals, **params)
         return [_cotangent_from_jax(c) for c in cts_in]
