@@ -161,3 +161,48 @@ def test_symbolic_zeros_custom_jvp_runs_no_more_than_under_jax(name, jit):
     # The rule is told which tangents are symbolic zeros, as JAX tells it ("tangent of y"
     # counts the calls that were given one for y).
     _assert_no_more_than_jax(_counted_symbolic_zeros_custom_jvp, SYMBOLIC_ZEROS[name], jit)
+
+
+def test_third_derivative_through_a_custom_vjp_whose_bwd_differentiates():
+    # A fixed point with a function among its nondiff_argnums, whose bwd calls our vjp (the
+    # implicit-differentiation notebook): differentiated three times, the rule's equation is
+    # bound again inside traces, and JAX hashes its parameters there (bwd, the function).
+    from functools import partial
+
+    def iterate(step, x0):
+        def keep_going(s):
+            return (jnp.abs(s[0] - s[1]) > 1e-14) & (s[2] < 200)
+
+        return jax.lax.while_loop(
+            keep_going, lambda s: (step(s[0]), s[0], s[2] + 1), (step(x0), x0, 0)
+        )[0]
+
+    @partial(jax.custom_vjp, nondiff_argnums=(0,))
+    def fixed_point(phi, theta, x0):
+        return iterate(lambda x: phi(x, theta), x0)
+
+    def fwd(phi, theta, x0):
+        x = fixed_point(phi, theta, x0)
+        return x, (theta, x)
+
+    def bwd(phi, res, x_bar):
+        theta, x = res
+        _, pull_x = transforms.vjp(lambda y: phi(y, theta), x)
+        u = iterate(lambda u: x_bar + pull_x(u)[0], jnp.zeros_like(x_bar))
+        _, pull_theta = transforms.vjp(lambda th: phi(x, th), theta)
+        return pull_theta(u)[0], jnp.zeros_like(x)
+
+    fixed_point.defvjp(fwd, bwd)
+
+    def sqrt(a):
+        return fixed_point(lambda x, a: 0.5 * (x + a / x), a, a)
+
+    a = 2.0
+    d3 = transforms.grad(transforms.grad(transforms.grad(sqrt)))
+    for fn, exact in (
+        (transforms.grad(sqrt), 0.5 * a**-0.5),
+        (transforms.grad(transforms.grad(sqrt)), -0.25 * a**-1.5),
+    ):
+        assert_tree_allclose(fn(a), exact)
+    assert_tree_allclose(d3(a), 0.375 * a**-2.5)
+    assert_tree_allclose(jax.jit(d3)(a), 0.375 * a**-2.5)

@@ -139,6 +139,28 @@ def _value_of_fwd(*args, fwd_jaxpr, num_res_out, **_):
     return _core.eval_jaxpr(fwd_jaxpr.jaxpr, (), *args)[num_res_out:]
 
 
+class Held:
+    """A Python object (a custom_vjp's `bwd`, its function, its output trees) as an equation
+    parameter: JAX hashes parameters when it binds, and these are compared by identity.
+    Callable (it calls the object), so a program holding one is never keyed by it
+    (`tracing._param_key`): such objects are made anew by every trace.
+    """
+
+    __slots__ = ("value", "__weakref__")  # JAX's caches hold parameters weakly
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self):
+        return id(self.value)
+
+    def __eq__(self, other):
+        return type(other) is Held and other.value is self.value
+
+    def __call__(self, *args, **kwargs):
+        return self.value(*args, **kwargs)
+
+
 def _rule_primitive(name, value):
     prim = Primitive(name)
     prim.multiple_results = True
@@ -172,6 +194,7 @@ def primal_jaxpr(params, in_avals) -> tuple:
     `bwd` is not linear), as JAX's tracer would have traced it.
     """
     fun = params["fun"]
+    fun = fun.value if type(fun) is Held else fun
     _reset(fun)
     jaxpr, _, consts = _pe.trace_to_jaxpr_dynamic(fun, list(in_avals))
     return jaxpr, consts
@@ -406,10 +429,10 @@ def _fwd_first(method):
             fwd_jaxpr=closed,
             num_consts=num_consts,
             out_avals=tuple(out_avals),
-            bwd=bwd,
-            out_trees=out_trees_,
+            bwd=Held(bwd),
+            out_trees=Held(out_trees_),
             num_res_out=num_res_out,
-            fun=fun,
+            fun=Held(fun),
             symbolic_zeros=symbolic_zeros,
         )
         return _emit(self, custom_vjp_rule_p, [*const_tracers, *tracers], params, source_info)

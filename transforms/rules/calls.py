@@ -247,7 +247,9 @@ def _custom_vjp_call_jvp(
 def _custom_vjp_rule_jvp(
     primals, tangents, *, fwd_jaxpr, num_consts, bwd, out_trees, symbolic_zeros, fun, **params
 ):
-    # fwd traced in place of the call (rule_first.py), over (its consts, the arguments).
+    # fwd traced in place of the call (rule_first.py), over (its consts, the arguments); its
+    # Python objects are held by identity (rule_first.Held).
+    bwd, fun = bwd.value, fun.value
     res_and_outs = eval_jaxpr(fwd_jaxpr.jaxpr, (), *primals)
     args = primals[num_consts:]
     return _custom_vjp_from_fwd(
