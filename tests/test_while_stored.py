@@ -8,37 +8,22 @@ loop).
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
+from test_while_reverse import X3, _close, _step, _unrolled
 
 import transforms as T
 
-X3 = jnp.array([0.3, 0.5, 0.7])
 MAX = 12
 
 
-def _close(a, b, tol=1e-11):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol, atol=tol)
-
-
-def _step(h, x):
-    return jnp.sin(h) * x + 0.5 * h
-
-
 def _loop(x, n, max_steps=MAX):
+    """`n` steps of `_step` (test_while_reverse's loop) with a bound."""
+
     def body(s):
         i, h = s
         return i + 1, _step(h, x)
 
     return T.while_loop(lambda s: s[0] < n, body, (0, x), max_steps=max_steps)[1]
-
-
-def _unrolled(x, n):
-    h = x
-    for _ in range(n):
-        h = _step(h, x)
-    return h
 
 
 def _loops_in(jaxpr):

@@ -75,6 +75,21 @@ def as_weak_as(cts, avals) -> list:
     ]
 
 
+def split_while_body(body: Jaxpr, const_unknowns, carry_unknowns):
+    """`split_jaxpr` of a while body, with every carry that an unknown input reaches unknown.
+
+    A fixed point over the carries (at most one more round per carry: each round only adds
+    unknowns). Returns the split and the carries' unknown-ness.
+    """
+    carry_unknowns = list(carry_unknowns)
+    while True:
+        s = split_jaxpr(body, list(const_unknowns) + carry_unknowns, instantiate=carry_unknowns)
+        grown = [a or b for a, b in zip(carry_unknowns, s.out_unknowns, strict=True)]
+        if grown == carry_unknowns:
+            return s, carry_unknowns
+        carry_unknowns = grown
+
+
 def jvp_nonzeros(closed: ClosedJaxpr, nonzeros) -> list[bool]:
     """Which outputs of `closed`'s JVP have a nonzero tangent, given which inputs do."""
     in_avals = [v.aval for v in closed.jaxpr.invars]
@@ -666,12 +681,7 @@ def _while_partial_eval(eqn, unknowns):
     cc_u, bc_u, carry_u = _split3(list(unknowns), n_cc, n_bc)
     if any(cc_u):
         return _wholesale(eqn)
-    while True:
-        s = split_jaxpr(body.jaxpr, bc_u + carry_u, instantiate=carry_u)
-        grown = [a or b for a, b in zip(carry_u, s.out_unknowns, strict=True)]
-        if grown == carry_u:
-            break
-        carry_u = grown
+    s, carry_u = split_while_body(body.jaxpr, bc_u, carry_u)
     cond_split = split_jaxpr(cond.jaxpr, cc_u + carry_u)
     if all(carry_u) or any(cond_split.out_unknowns):
         return _wholesale(eqn)

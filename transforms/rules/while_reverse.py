@@ -55,6 +55,7 @@ from .control_flow import (
     as_weak_as,
     cast_to_aval,
     loop_predicate,
+    split_while_body,
     with_scalar_predicate,
 )
 from .while_stored import (
@@ -187,12 +188,7 @@ def _scalar_while_transpose(cts, *invals, cond_jaxpr, body_jaxpr, cond_nconsts, 
     body = body_jaxpr.jaxpr
     bc_lin = [is_undefined(x) for x in bc]
     carry_lin = [is_undefined(x) for x in init]
-    while True:  # a carry is linear if a linear value reaches it in one step
-        s = split_jaxpr(body, bc_lin + carry_lin, instantiate=carry_lin)
-        grown = [a or b for a, b in zip(carry_lin, s.out_unknowns, strict=True)]
-        if grown == carry_lin:
-            break
-        carry_lin = grown
+    s, carry_lin = split_while_body(body, bc_lin, carry_lin)  # linear where a linear value reaches
     cond_split = split_jaxpr(cond_jaxpr.jaxpr, [False] * cond_nconsts + carry_lin)
     if any(cond_split.out_unknowns):
         raise WhileConditionTangentError(

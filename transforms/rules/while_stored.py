@@ -29,7 +29,15 @@ from jax.extend.core import primitives as P
 from ..interpreter import dce_eqns, eval_jaxpr
 from ..partial_eval import _debug_info, split_jaxpr
 from ..zeros import stacked_aval, zeros_like_aval
-from .control_flow import _eqn, _pick, _sds, _split3, cast_to_aval, loop_predicate
+from .control_flow import (
+    _eqn,
+    _pick,
+    _sds,
+    _split3,
+    cast_to_aval,
+    loop_predicate,
+    split_while_body,
+)
 
 MAX_STEPS_MARK = "transforms.while_max_steps="
 # Marks a linear loop whose only known carry is its step counter, from 0, and whose
@@ -87,12 +95,7 @@ def stored_while_partial_eval(eqn, unknowns):
     cc_u, bc_u, carry_u = _split3(list(unknowns), n_cc, n_bc)
     if max_steps is None or any(cc_u):
         return None
-    while True:  # fixed point over the carry: which carries the unknown inputs reach
-        s = split_jaxpr(body.jaxpr, bc_u + carry_u, instantiate=carry_u)
-        grown = [a or b for a, b in zip(carry_u, s.out_unknowns, strict=True)]
-        if grown == carry_u:
-            break
-        carry_u = grown
+    s, carry_u = split_while_body(body.jaxpr, bc_u, carry_u)
     cond_split = split_jaxpr(cond.jaxpr, cc_u + carry_u)
     if all(carry_u) or any(cond_split.out_unknowns):
         return None
