@@ -1,6 +1,6 @@
 """Reverse mode through `while_loop`: transposing a linear while loop with bounded memory.
 
-Partial evaluation (`control_flow._while_partial_eval`) leaves the primal loop in the known
+Partial evaluation (`while_loop._while_partial_eval`) leaves the primal loop in the known
 program and the whole loop (primal recomputed next to the tangents) in the linear program, so
 the linear program holds a `while` equation whose linear inputs are tangent carries and tangent
 body constants, and whose other inputs (the primal initial carry, the constants) are values.
@@ -45,15 +45,9 @@ from ..interpreter import dce_eqns, eval_jaxpr
 from ..partial_eval import _debug_info, partial_eval_rules, split_jaxpr
 from ..transpose import backward_pass, is_undefined, transpose_rules
 from ..zeros import Zero, instantiate, tangent_aval
-from .control_flow import (
-    _eqn,
-    _merge,
-    _pick,
-    _sds,
-    _split3,
+from .control_flow import _eqn, _merge, _pick, _sds, _split3, as_weak_as, cast_to_aval
+from .while_loop import (
     _while_partial_eval,
-    as_weak_as,
-    cast_to_aval,
     loop_predicate,
     split_while_body,
     with_scalar_predicate,

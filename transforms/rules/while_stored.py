@@ -27,17 +27,10 @@ from jax.extend.core import Jaxpr, Literal, Var
 from jax.extend.core import primitives as P
 
 from ..interpreter import dce_eqns, eval_jaxpr
-from ..partial_eval import _debug_info, split_jaxpr
+from ..partial_eval import _debug_info
 from ..zeros import stacked_aval, zeros_like_aval
-from .control_flow import (
-    _eqn,
-    _pick,
-    _sds,
-    _split3,
-    cast_to_aval,
-    loop_predicate,
-    split_while_body,
-)
+from .control_flow import _eqn, _pick, _sds, _split3, cast_to_aval
+from .while_loop import loop_predicate, split_while
 
 MAX_STEPS_MARK = "transforms.while_max_steps="
 # Marks a linear loop whose only known carry is its step counter, from 0, and whose
@@ -92,13 +85,13 @@ def stored_while_partial_eval(eqn, unknowns):
     cond, body = p["cond_jaxpr"], p["body_jaxpr"]
     n_cc, n_bc = p["cond_nconsts"], p["body_nconsts"]
     max_steps = max_steps_of(cond.jaxpr)
-    cc_u, bc_u, carry_u = _split3(list(unknowns), n_cc, n_bc)
-    if max_steps is None or any(cc_u):
+    if max_steps is None:
         return None
-    s, carry_u = split_while_body(body.jaxpr, bc_u, carry_u)
-    cond_split = split_jaxpr(cond.jaxpr, cc_u + carry_u)
-    if all(carry_u) or any(cond_split.out_unknowns):
+    _, bc_u, _ = _split3(list(unknowns), n_cc, n_bc)
+    split = split_while(p, unknowns)
+    if split is None:
         return None
+    s, carry_u, cond_known = split.body, split.carry_unknowns, split.cond_known
     known_carry = [not u for u in carry_u]
     bj = body.jaxpr
     n_known_outs = len(s.known.outvars) - len(s.residuals)
@@ -133,13 +126,6 @@ def stored_while_partial_eval(eqn, unknowns):
         step_outs,
         dce_eqns(s.known.eqns, step_outs)[0],
         debug_info=_debug_info("known while body", len(s.known.invars), len(step_outs)),
-    )
-    cond_known = Jaxpr(
-        cond.jaxpr.constvars,
-        cond_split.known.invars,
-        list(cond.jaxpr.outvars),
-        cond_split.known.eqns,
-        debug_info=_debug_info("known while cond", len(cond_split.known.invars), 1),
     )
     carry_avals = [v.aval for v in bj.invars[n_bc:]]
     known_carry_avals = _pick(carry_avals, known_carry)
